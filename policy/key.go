@@ -1,0 +1,119 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"hash"
+	"slices"
+	"strconv"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// Key identifies a cached decision: the sha256 of the bundle revision, the
+// entry point and the canonical encoding of every declared key value.
+type Key [sha256.Size]byte
+
+// Value tags of the canonical encoding.
+const (
+	tagAbsent byte = iota
+	tagNull
+	tagFalse
+	tagTrue
+	tagNumber
+	tagString
+	tagArray
+	tagObject
+	tagSet
+)
+
+// cacheKey hashes the values the entry point reads. A path that is absent
+// from the input encodes differently from every present value, including
+// null.
+func cacheKey(revision, entry string, paths []ast.Ref, in Input) Key {
+	h := sha256.New()
+	var e encoder
+	e.h = h
+	e.str(revision)
+	e.str(entry)
+	for _, p := range paths {
+		v, ok := in.Find(p[1:])
+		if !ok {
+			e.tag(tagAbsent)
+			continue
+		}
+		e.value(v)
+	}
+	var k Key
+	h.Sum(k[:0])
+	return k
+}
+
+type encoder struct {
+	h   hash.Hash
+	buf [9]byte
+}
+
+func (e *encoder) tag(t byte) { e.buf[0] = t; e.h.Write(e.buf[:1]) }
+
+func (e *encoder) len(n int) {
+	binary.BigEndian.PutUint64(e.buf[:8], uint64(n))
+	e.h.Write(e.buf[:8])
+}
+
+func (e *encoder) str(s string) {
+	e.len(len(s))
+	e.h.Write([]byte(s))
+}
+
+func (e *encoder) value(v ast.Value) {
+	switch v := v.(type) {
+	case ast.Null:
+		e.tag(tagNull)
+	case ast.Boolean:
+		if v {
+			e.tag(tagTrue)
+		} else {
+			e.tag(tagFalse)
+		}
+	case ast.Number:
+		// Equal numbers may encode apart (1 and 1.0): that costs a miss,
+		// never a wrong hit.
+		e.tag(tagNumber)
+		if i, ok := v.Int64(); ok {
+			e.str(strconv.FormatInt(i, 10))
+		} else {
+			e.str(v.String())
+		}
+	case ast.String:
+		e.tag(tagString)
+		e.str(string(v))
+	case *ast.Array:
+		e.tag(tagArray)
+		e.len(v.Len())
+		for i := range v.Len() {
+			e.value(v.Elem(i).Value)
+		}
+	case ast.Object:
+		e.tag(tagObject)
+		keys := slices.Clone(v.Keys())
+		slices.SortFunc(keys, func(a, b *ast.Term) int { return a.Value.Compare(b.Value) })
+		e.len(len(keys))
+		for _, k := range keys {
+			e.value(k.Value)
+			e.value(v.Get(k).Value)
+		}
+	case ast.Set:
+		e.tag(tagSet)
+		elems := v.Sorted()
+		e.len(elems.Len())
+		for i := range elems.Len() {
+			e.value(elems.Elem(i).Value)
+		}
+	default:
+		// Not a JSON value (a ref, a var): encode its text, which is unique
+		// for a given value.
+		e.tag(0xff)
+		e.str(v.String())
+	}
+}

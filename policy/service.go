@@ -1,0 +1,209 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Options configure a [Service]. Zero values mean defaults.
+type Options struct {
+	Cache   CacheOptions
+	Compile CompileOptions
+	// DryRun lists entry points whose decisions are computed, logged and
+	// counted, but never enforced, in addition to those the bundle marks.
+	DryRun []string
+	// Metrics defaults to unregistered metrics.
+	Metrics *Metrics
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Service answers decisions from the active engine, through the cache. It
+// is safe for concurrent use; activation swaps the engine atomically, and a
+// bundle that fails to compile leaves the previous engine serving.
+type Service struct {
+	engine  atomic.Pointer[Engine]
+	cache   *Cache
+	dryRun  map[string]bool
+	compile CompileOptions
+	metrics *Metrics
+	log     *slog.Logger
+}
+
+// NewService builds a service with no active bundle: until [Service.Activate]
+// succeeds every decision fails with ErrNoActiveBundle.
+func NewService(opts Options) *Service {
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Service{
+		cache:   NewCache(opts.Cache, opts.Metrics),
+		dryRun:  map[string]bool{},
+		compile: opts.Compile,
+		metrics: opts.Metrics,
+		log:     opts.Logger,
+	}
+	for _, p := range opts.DryRun {
+		if ref, err := EntryPointRef(p); err == nil {
+			s.dryRun[EntryPointPath(ref)] = true
+		}
+	}
+	return s
+}
+
+// Engine returns the active engine, or nil.
+func (s *Service) Engine() *Engine { return s.engine.Load() }
+
+// Revision is the active bundle's revision, or "".
+func (s *Service) Revision() string {
+	if e := s.engine.Load(); e != nil {
+		return e.revision
+	}
+	return ""
+}
+
+// Activate compiles b and, on success, makes it the active engine. On
+// failure the previous engine keeps serving and the error carries the
+// compiler's message.
+func (s *Service) Activate(ctx context.Context, b *Bundle) (*Engine, error) {
+	start := time.Now()
+	e, err := Compile(ctx, b, s.compile)
+	if err != nil {
+		s.metrics.activations.WithLabelValues("rejected").Inc()
+		s.log.Error("bundle rejected", "source", b.Source, "revision", b.ShortRevision(), "err", err,
+			"serving", shortRevision(s.Revision()))
+		return nil, err
+	}
+	old := s.engine.Swap(e)
+	if s.cache != nil {
+		s.cache.Purge()
+	}
+	s.metrics.activations.WithLabelValues("ok").Inc()
+	if old != nil {
+		s.metrics.bundleInfo.DeleteLabelValues(old.revision, old.source)
+	}
+	s.metrics.bundleInfo.WithLabelValues(e.revision, e.source).Set(1)
+	s.metrics.entryCacheable.Reset()
+	for _, ep := range e.EntryPoints() {
+		s.logEntryPoint(e, ep)
+	}
+	s.log.Info("bundle active", "source", b.Source, "revision", e.revision,
+		"entry_points", len(e.EntryPoints()), "compile_ms", time.Since(start).Milliseconds())
+	return e, nil
+}
+
+func (s *Service) logEntryPoint(e *Engine, ep *EntryPoint) {
+	v := 0.0
+	if ep.Cacheable() {
+		v = 1
+	}
+	s.metrics.entryCacheable.WithLabelValues(ep.Path).Set(v)
+	dry := ep.Config.DryRun || s.dryRun[ep.Path]
+	if ep.Cacheable() {
+		s.log.Info("entry point cached", "entry", ep.Path, "key", len(ep.Config.CacheKey), "dry_run", dry,
+			"revision", shortRevision(e.revision))
+		return
+	}
+	s.log.Warn("entry point not cached", "entry", ep.Path, "why", ep.NotCacheable, "dry_run", dry,
+		"revision", shortRevision(e.revision))
+}
+
+// Decide answers the entry point at path for in: from the cache when the
+// entry point is cacheable and the key is present, else by evaluation. The
+// returned decision carries a fresh ID, the revision, and whether it was
+// cached or is a dry run. Errors are classified by [ReasonCode].
+func (s *Service) Decide(ctx context.Context, path string, in Input) (Decision, error) {
+	e := s.engine.Load()
+	if e == nil {
+		s.metrics.evalErrors.WithLabelValues(ReasonNoBundle).Inc()
+		return Decision{}, ErrNoActiveBundle
+	}
+	ep, err := e.EntryPoint(ctx, path)
+	if err != nil {
+		s.metrics.evalErrors.WithLabelValues(ReasonCode(err)).Inc()
+		return Decision{Entry: path, Revision: e.revision}, err
+	}
+	d, err := s.decide(ctx, e, ep, in)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+			err = errors.Join(ctxErr, err)
+		}
+		s.metrics.evalErrors.WithLabelValues(ReasonCode(err)).Inc()
+		return Decision{Entry: ep.Path, Revision: e.revision}, err
+	}
+	d.ID = uuid.NewString()
+	d.DryRun = d.DryRun || s.dryRun[ep.Path]
+	return d, nil
+}
+
+func (s *Service) decide(ctx context.Context, e *Engine, ep *EntryPoint, in Input) (Decision, error) {
+	if s.cache == nil {
+		return s.eval(ctx, e, ep, in)
+	}
+	if !ep.Cacheable() {
+		s.metrics.cacheBypass.Inc()
+		return s.eval(ctx, e, ep, in)
+	}
+	key := cacheKey(e.revision, ep.Path, ep.Config.CacheKey, in)
+	if d, ok := s.cache.Get(ctx, key); ok {
+		d.Cached = true
+		return d, nil
+	}
+	d, err := s.eval(ctx, e, ep, in)
+	if err != nil {
+		return d, err
+	}
+	ttl := d.TTL
+	if c := ep.Config.CacheTTL; c > 0 && (ttl <= 0 || c < ttl) {
+		ttl = c
+	}
+	s.cache.Set(context.WithoutCancel(ctx), key, d, ttl)
+	return d, nil
+}
+
+func (s *Service) eval(ctx context.Context, e *Engine, ep *EntryPoint, in Input) (Decision, error) {
+	start := time.Now()
+	d, err := e.eval(ctx, ep, in)
+	s.metrics.evalDuration.Observe(time.Since(start).Seconds())
+	return d, err
+}
+
+// Reason codes name why a decision failed; they double as metric labels.
+const (
+	ReasonNoBundle        = "no_bundle"
+	ReasonTimeout         = "timeout"
+	ReasonCanceled        = "canceled"
+	ReasonUndefined       = "undefined_decision"
+	ReasonUnknownEntry    = "unknown_entry_point"
+	ReasonInvalidDecision = "invalid_decision"
+	ReasonEvalError       = "eval_error"
+)
+
+// ReasonCode classifies a decision error.
+func ReasonCode(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrNoActiveBundle):
+		return ReasonNoBundle
+	case errors.Is(err, context.DeadlineExceeded):
+		return ReasonTimeout
+	case errors.Is(err, context.Canceled):
+		return ReasonCanceled
+	case errors.Is(err, ErrUndefined):
+		return ReasonUndefined
+	case errors.Is(err, ErrUnknownEntry):
+		return ReasonUnknownEntry
+	case errors.Is(err, ErrInvalidDecision):
+		return ReasonInvalidDecision
+	}
+	return ReasonEvalError
+}
