@@ -293,5 +293,5 @@ func (l *memLoader) WithFilter(filter.LoaderFilter) opabundle.DirectoryLoader { 
 func (l *memLoader) WithPathFormat(opabundle.PathFormat) opabundle.DirectoryLoader {
 	return l
 }
-func (l *memLoader) WithSizeLimitBytes(int64) opabundle.DirectoryLoader  { return l }
-func (l *memLoader) WithFollowSymlinks(bool) opabundle.DirectoryLoader { return l }
+func (l *memLoader) WithSizeLimitBytes(int64) opabundle.DirectoryLoader { return l }
+func (l *memLoader) WithFollowSymlinks(bool) opabundle.DirectoryLoader  { return l }
