@@ -1,0 +1,110 @@
+// Package api is gavel's HTTP application: health and readiness, the
+// Prometheus endpoint, the HTTP authorization endpoint, and the routes the
+// hooks, MCP, events and admin handlers mount on. Handlers return errors;
+// one adapter maps them to status codes without leaking internals.
+package api
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+)
+
+// Status is what /readyz reports.
+type Status struct {
+	Ready bool `json:"ready"`
+	// Revision is the active policy bundle's revision ("" when none).
+	Revision string `json:"revision,omitempty"`
+	// Checks names each component's state ("ok", or what is wrong).
+	Checks map[string]string `json:"checks,omitempty"`
+}
+
+// Options configure [New]. Nil handlers are not mounted.
+type Options struct {
+	// Ready reports readiness; nil means always ready.
+	Ready func() Status
+	// Metrics serves /metrics.
+	Metrics http.Handler
+	// Authz serves the HTTP authorization protocol at /authz and below.
+	Authz http.Handler
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// New builds the HTTP handler.
+func New(opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("GET /readyz", handle(opts.Logger, func(w http.ResponseWriter, _ *http.Request) error {
+		st := Status{Ready: true}
+		if opts.Ready != nil {
+			st = opts.Ready()
+		}
+		code := http.StatusOK
+		if !st.Ready {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, st)
+		return nil
+	}))
+	if opts.Metrics != nil {
+		mux.Handle("GET /metrics", opts.Metrics)
+	}
+	if opts.Authz != nil {
+		mux.Handle("/authz", opts.Authz)
+		mux.Handle("/authz/", opts.Authz)
+	}
+	return mux
+}
+
+// Error is an error with the status code and the message a client may see.
+type Error struct {
+	Code    int
+	Message string
+	Err     error // logged, never sent
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Message + ": " + e.Err.Error()
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// handle adapts a handler that returns an error: an *Error is answered with
+// its code and message; anything else is logged and answered 500 with no
+// detail.
+func handle(log *slog.Logger, h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		if e, ok := err.(*Error); ok {
+			if e.Err != nil {
+				log.Warn("request failed", "path", r.URL.Path, "code", e.Code, "err", e.Err)
+			}
+			writeJSON(w, e.Code, map[string]string{"error": e.Message})
+			return
+		}
+		log.Error("request failed", "path", r.URL.Path, "err", err)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+

@@ -1,0 +1,344 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/gavel-dev/gavel/api"
+	"github.com/gavel-dev/gavel/cmd/internal/discovery"
+	"github.com/gavel-dev/gavel/extauthz"
+	"github.com/gavel-dev/gavel/policy"
+	"github.com/gavel-dev/gavel/policy/builtin"
+)
+
+const (
+	defaultAuthzAddr = "127.0.0.1:9191"
+	defaultHTTPAddr  = "127.0.0.1:8181"
+)
+
+// serveConfig is every flag of serve and authz.
+type serveConfig struct {
+	config          string
+	bundle          string
+	authzAddr       string
+	httpAddr        string
+	dataDir         string
+	logLevel        string
+	logFormat       string
+	cacheSize       int
+	cacheTTL        time.Duration
+	noCache         bool
+	decisionTimeout time.Duration
+	maxInFlight     int
+	dryRun          []string
+	defaultEntry    string
+	reflection      bool
+	skipBodyParse   bool
+	shutdownTimeout time.Duration
+	// httpOptional: the HTTP port is off unless --http-addr is given (authz).
+	httpOptional bool
+}
+
+func (c *serveConfig) flags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&c.config, "config", "", "YAML file with flag values (keys are flag names)")
+	f.StringVar(&c.bundle, "bundle", "", "policy bundle: a directory or an OPA bundle .tar.gz (default: the built-in bundle)")
+	f.StringVar(&c.authzAddr, "authz-addr", defaultAuthzAddr, "ext_authz gRPC listen address")
+	f.StringVar(&c.dataDir, "data-dir", "./gavel-data", "where gavel keeps its data and discovery file")
+	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&c.logFormat, "log-format", "json", "log format: json or text")
+	f.IntVar(&c.cacheSize, "cache-size", 100_000, "decision cache entries kept in process")
+	f.DurationVar(&c.cacheTTL, "cache-ttl", 60*time.Second, "longest a cached decision lives")
+	f.BoolVar(&c.noCache, "no-cache", false, "evaluate every decision (turn the decision cache off)")
+	f.DurationVar(&c.decisionTimeout, "decision-timeout", 100*time.Millisecond, "bound on one decision; past it the request is denied with reason code timeout")
+	f.IntVar(&c.maxInFlight, "max-in-flight", 4096, "concurrent decisions; past it checks are denied with 429 (reason code overloaded)")
+	f.StringSliceVar(&c.dryRun, "dry-run", nil, "entry points to run in dry-run mode: decided, logged and counted, never enforced (repeatable)")
+	f.StringVar(&c.defaultEntry, "default-entry", extauthz.DefaultEntry, "entry point for routes that name none in their policy context extension")
+	f.BoolVar(&c.reflection, "grpc-reflection", false, "register gRPC reflection on the ext_authz port")
+	f.BoolVar(&c.skipBodyParse, "skip-body-parse", false, "leave parsed_body and truncated_body out of the input")
+	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may finish after SIGTERM")
+}
+
+func newServeCmd() *cobra.Command {
+	cfg := &serveConfig{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run gavel: ext_authz, the HTTP API (authorization endpoint, health, metrics)",
+		Long: `Run gavel with everything in one process. With no flags it loads the built-in
+policy bundle, serves ext_authz on 127.0.0.1:9191 and HTTP on 127.0.0.1:8181,
+and keeps its data in ./gavel-data. When a default port is taken it binds a free
+one and writes the addresses it bound to the discovery file.
+
+SIGHUP reloads the bundle given with --bundle; a bundle that fails to compile is
+rejected and the running one keeps serving.`,
+		Args:    cobra.NoArgs,
+		PreRunE: bindConfig,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), cfg)
+		},
+	}
+	cfg.flags(cmd)
+	cmd.Flags().StringVar(&cfg.httpAddr, "http-addr", defaultHTTPAddr, "HTTP listen address (authorization endpoint, /metrics, /healthz, /readyz)")
+	return cmd
+}
+
+func newAuthzCmd() *cobra.Command {
+	cfg := &serveConfig{httpOptional: true}
+	cmd := &cobra.Command{
+		Use:   "authz",
+		Short: "Run only the ext_authz server, as a sidecar beside Envoy",
+		Long: `Run only the ext_authz gRPC server. Give --http-addr to also serve /metrics,
+/healthz, /readyz and the HTTP authorization endpoint.`,
+		Args:    cobra.NoArgs,
+		PreRunE: bindConfig,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), cfg)
+		},
+	}
+	cfg.flags(cmd)
+	cmd.Flags().StringVar(&cfg.httpAddr, "http-addr", "", "HTTP listen address for /metrics, /healthz, /readyz and /authz (off when empty)")
+	return cmd
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want json or text", format)
+}
+
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "gavel_build_info",
+		Help: "gavel's version; always 1.",
+	}, []string{"version"})
+	info.WithLabelValues(buildVersion()).Set(1)
+	reg.MustRegister(info)
+	return reg
+}
+
+func loadBundle(path string) (*policy.Bundle, error) {
+	if path == "" {
+		return builtin.Bundle()
+	}
+	return policy.LoadBundle(path, policy.Limits{})
+}
+
+// run starts gavel's parts in order (policy, ext_authz, HTTP), publishes the
+// discovery file, and stops them gracefully when ctx ends.
+func run(ctx context.Context, cfg *serveConfig) error {
+	log, err := newLogger(cfg.logLevel, cfg.logFormat)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	reg := newRegistry()
+
+	svc := policy.NewService(policy.Options{
+		Cache:   policy.CacheOptions{Disabled: cfg.noCache, Size: cfg.cacheSize, TTL: cfg.cacheTTL},
+		Compile: policy.CompileOptions{EntryPoints: []string{cfg.defaultEntry}},
+		DryRun:  cfg.dryRun,
+		Metrics: policy.NewMetrics(reg),
+		Logger:  log,
+	})
+	b, err := loadBundle(cfg.bundle)
+	if err != nil {
+		return err
+	}
+	if _, err := svc.Activate(ctx, b); err != nil {
+		return err
+	}
+	for _, e := range cfg.dryRun {
+		log.Warn("dry-run: decisions of this entry point are not enforced", "entry", e)
+	}
+
+	authz := extauthz.NewServer(svc, extauthz.Options{
+		DefaultEntry: cfg.defaultEntry,
+		Timeout:      cfg.decisionTimeout,
+		MaxInFlight:  cfg.maxInFlight,
+		Input:        extauthz.InputOptions{SkipBodyParse: cfg.skipBodyParse},
+		Metrics:      extauthz.NewMetrics(reg),
+		Logger:       log,
+	})
+	gs, hs := extauthz.NewGRPCServer(authz, extauthz.GRPCOptions{Reflection: cfg.reflection})
+	authzLn, err := listen(log, "ext_authz", cfg.authzAddr, cfg.authzAddr == defaultAuthzAddr)
+	if err != nil {
+		return err
+	}
+	setServing(hs, healthpb.HealthCheckResponse_SERVING)
+
+	var httpLn net.Listener
+	var hsrv *http.Server
+	if cfg.httpAddr != "" {
+		if httpLn, err = listen(log, "http", cfg.httpAddr, cfg.httpAddr == defaultHTTPAddr && !cfg.httpOptional); err != nil {
+			authzLn.Close()
+			return err
+		}
+		hsrv = &http.Server{
+			Handler: api.New(api.Options{
+				Ready: func() api.Status {
+					rev := svc.Revision()
+					return api.Status{Ready: rev != "", Revision: rev, Checks: map[string]string{"policy": readyText(rev)}}
+				},
+				Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+				Authz:   authz.HTTPHandler(extauthz.HTTPOptions{}),
+				Logger:  log,
+			}),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+	}
+
+	dpath := discovery.Path(cfg.dataDir)
+	info := discovery.Info{PID: os.Getpid(), Version: buildVersion(), StartedAt: time.Now().UTC(),
+		AuthzAddr: authzLn.Addr().String(), DataDir: absPath(cfg.dataDir)}
+	if httpLn != nil {
+		info.HTTPAddr = httpLn.Addr().String()
+	}
+	if err := discovery.Write(dpath, info); err != nil {
+		log.Warn("discovery file not written", "path", dpath, "err", err)
+	}
+	defer discovery.Remove(dpath, info.PID)
+	log.Info("gavel serving", "version", info.Version, "authz_addr", info.AuthzAddr, "http_addr", info.HTTPAddr,
+		"revision", svc.Revision(), "discovery_file", dpath)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := gs.Serve(authzLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("ext_authz server: %w", err)
+		}
+		return nil
+	})
+	if hsrv != nil {
+		g.Go(func() error {
+			if err := hsrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http server: %w", err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error { reloadOnHUP(gctx, log, svc, cfg.bundle); return nil })
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down", "timeout", cfg.shutdownTimeout.String())
+		setServing(hs, healthpb.HealthCheckResponse_NOT_SERVING)
+		shutdown(gs, hsrv, cfg.shutdownTimeout)
+		return nil
+	})
+	err = g.Wait()
+	log.Info("stopped")
+	return err
+}
+
+func readyText(rev string) string {
+	if rev == "" {
+		return "no active bundle"
+	}
+	return "ok"
+}
+
+func setServing(hs *health.Server, st healthpb.HealthCheckResponse_ServingStatus) {
+	hs.SetServingStatus("", st)
+	hs.SetServingStatus("envoy.service.auth.v3.Authorization", st)
+}
+
+// shutdown stops accepting, lets in-flight requests finish within timeout,
+// then closes what is left.
+func shutdown(gs *grpc.Server, hsrv *http.Server, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	if hsrv != nil {
+		_ = hsrv.Shutdown(ctx)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		gs.Stop()
+	}
+}
+
+// reloadOnHUP reloads the bundle at path on SIGHUP. A bundle that fails to
+// load or compile is logged and the active one keeps serving.
+func reloadOnHUP(ctx context.Context, log *slog.Logger, svc *policy.Service, path string) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if path == "" {
+			log.Info("SIGHUP: the built-in bundle has nothing to reload")
+			continue
+		}
+		b, err := policy.LoadBundle(path, policy.Limits{})
+		if err != nil {
+			log.Error("SIGHUP: bundle not reloaded", "path", path, "err", err, "serving", svc.Revision())
+			continue
+		}
+		_, _ = svc.Activate(ctx, b) // Activate logs both outcomes
+	}
+}
+
+// listen binds addr; when the address is a default and taken, it binds a
+// free port on the same host instead and says so.
+func listen(log *slog.Logger, name, addr string, fallback bool) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	if !fallback || !errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("%s: listen on %s: %w", name, addr, err)
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	ln, err2 := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err2 != nil {
+		return nil, fmt.Errorf("%s: listen on %s: %w (and on a free port: %v)", name, addr, err, err2)
+	}
+	log.Warn("default port taken, bound a free one; see the discovery file", "listener", name, "wanted", addr, "bound", ln.Addr().String())
+	return ln, nil
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}

@@ -1,0 +1,158 @@
+package extauthz
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/google/uuid"
+
+	"github.com/gavel-dev/gavel/policy"
+)
+
+// Decider answers a policy entry point for an input: policy.Service.
+type Decider interface {
+	Decide(ctx context.Context, entry string, in policy.Input) (policy.Decision, error)
+}
+
+// DefaultEntry is the entry point used when a route names none, as in
+// opa-envoy-plugin.
+const DefaultEntry = "envoy/authz/allow"
+
+// PolicyExtension is the context extension a route sets to name its entry
+// point.
+const PolicyExtension = "policy"
+
+// Options configure a [Server]. Zero values mean defaults.
+type Options struct {
+	// DefaultEntry is the entry point for routes that name none
+	// (default envoy/authz/allow).
+	DefaultEntry string
+	// Timeout bounds one decision (default 100 ms, under Envoy's
+	// ext_authz timeout so gavel answers with a reason before Envoy gives up).
+	Timeout time.Duration
+	// MaxInFlight bounds concurrent decisions; past it a check is denied
+	// with 429 and reason code "overloaded" (default 4096).
+	MaxInFlight int
+	Input       InputOptions
+	Metrics     *Metrics
+	Logger      *slog.Logger
+}
+
+// Server answers Envoy's ext_authz v3 Check calls, and HTTP authorization
+// requests through [Server.HTTPHandler].
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+
+	decider Decider
+	opts    Options
+	sem     chan struct{}
+}
+
+// NewServer builds a server over a decider.
+func NewServer(d Decider, opts Options) *Server {
+	if opts.DefaultEntry == "" {
+		opts.DefaultEntry = DefaultEntry
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 100 * time.Millisecond
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 4096
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Server{decider: d, opts: opts, sem: make(chan struct{}, opts.MaxInFlight)}
+}
+
+// Check implements envoy.service.auth.v3.Authorization. It never returns a
+// gRPC error: every failure is a denial in the response, so Envoy's
+// failure_mode_allow can never turn a gavel fault into an allow.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := time.Now()
+	entry := req.GetAttributes().GetContextExtensions()[PolicyExtension]
+	in, err := BuildInput(req, s.opts.Input)
+	http := req.GetAttributes().GetRequest().GetHttp()
+	a := s.answer(ctx, "grpc", entry, in, err, requestInfo{
+		id: http.GetId(), method: http.GetMethod(), path: http.GetPath(), host: http.GetHost(),
+	})
+	resp := BuildResponse(a)
+	s.opts.Metrics.observe("grpc", a, time.Since(start).Seconds())
+	return resp, nil
+}
+
+type requestInfo struct{ id, method, path, host string }
+
+// answer decides and logs; buildErr is the input builder's error, if any.
+func (s *Server) answer(ctx context.Context, api, entry string, in policy.Input, buildErr error, ri requestInfo) Answer {
+	if entry == "" {
+		entry = s.opts.DefaultEntry
+	}
+	var d policy.Decision
+	err := buildErr
+	if err == nil {
+		select {
+		case s.sem <- struct{}{}:
+			ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+			d, err = s.decider.Decide(ctx, entry, in)
+			cancel()
+			<-s.sem
+		default:
+			err = errOverloaded
+		}
+	}
+	if d.Entry == "" {
+		d.Entry = entry
+	}
+	if d.ID == "" {
+		d.ID = uuid.NewString()
+	}
+	a := Classify(d, err)
+	if errors.Is(err, errOverloaded) {
+		a.Code, a.Status = ReasonOverloaded, 429
+	}
+	s.log(ctx, api, a, ri)
+	return a
+}
+
+var errOverloaded = &overloadedError{}
+
+type overloadedError struct{}
+
+func (*overloadedError) Error() string { return "too many checks in flight" }
+
+func (s *Server) log(ctx context.Context, api string, a Answer, ri requestInfo) {
+	level := slog.LevelDebug
+	switch a.Result {
+	case Denied, WouldDeny:
+		level = slog.LevelInfo
+	case Errored:
+		level = slog.LevelWarn
+	}
+	if !s.opts.Logger.Enabled(ctx, level) {
+		return
+	}
+	d := a.Decision
+	s.opts.Logger.LogAttrs(ctx, level, "authz decision",
+		slog.String("decision_id", d.ID),
+		slog.String("api", api),
+		slog.String("result", string(a.Result)),
+		slog.String("reason_code", a.Code),
+		slog.String("reason", a.Reason),
+		slog.Any("rule_ids", d.RuleIDs),
+		slog.String("entry", d.Entry),
+		slog.String("revision", d.Revision),
+		slog.Bool("cached", d.Cached),
+		slog.Int("status", a.Status),
+		slog.String("request_id", ri.id),
+		slog.String("method", ri.method),
+		slog.String("path", ri.path),
+		slog.String("host", ri.host),
+	)
+}
