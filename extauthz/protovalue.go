@@ -249,7 +249,6 @@ func jsonValue(m protoreflect.Message) (ast.Value, error) {
 	return nil, errNeedsProtojson
 }
 
-
 // needsProtojson reports whether protoValue cannot render m: it holds an
 // Any, or a well-known value protojson would refuse (an out-of-range
 // Timestamp, a NaN in a Struct). It visits only the fields whose types can

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -325,6 +326,11 @@ func optStatus(r map[string]any) (int, error) {
 	return int(code), nil
 }
 
+// maxTTLSeconds is the longest ttl, in seconds, that a time.Duration holds;
+// a larger number would overflow to a negative duration (time.ParseDuration
+// rejects the same overflow in the string form).
+const maxTTLSeconds = float64(math.MaxInt64 / int64(time.Second))
+
 // optTTL reads "ttl" as a Go duration string ("30s") or a number of seconds.
 func optTTL(r map[string]any) (time.Duration, error) {
 	v, ok := r["ttl"]
@@ -340,7 +346,7 @@ func optTTL(r map[string]any) (time.Duration, error) {
 		return d, nil
 	case json.Number:
 		f, err := v.Float64()
-		if err != nil || f < 0 {
+		if err != nil || f < 0 || f > maxTTLSeconds {
 			return 0, invalid("\"ttl\" %s is not a number of seconds", v)
 		}
 		return time.Duration(f * float64(time.Second)), nil

@@ -25,6 +25,7 @@ var (
 	ErrNoActiveBundle = errors.New("no active policy bundle")
 	ErrUndefined      = errors.New("undefined decision")
 	ErrUnknownEntry   = errors.New("unknown entry point")
+	ErrBadInput       = errors.New("input cannot be built")
 )
 
 // EntryPoint is one compiled entry point of an engine.
@@ -232,9 +233,13 @@ func (e *Engine) Eval(ctx context.Context, path string, in Input) (Decision, err
 }
 
 func (e *Engine) eval(ctx context.Context, ep *EntryPoint, in Input) (Decision, error) {
+	v, err := in.Value()
+	if err != nil {
+		return Decision{}, fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
 	opts := []rego.EvalOption{}
-	if in.value != nil {
-		opts = append(opts, rego.EvalParsedInput(in.value))
+	if v != nil {
+		opts = append(opts, rego.EvalParsedInput(v))
 	}
 	rs, err := ep.query.Eval(ctx, opts...)
 	if err != nil {

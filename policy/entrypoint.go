@@ -52,10 +52,20 @@ func EntryPointRef(path string) (ast.Ref, error) {
 	if p == "" {
 		return nil, fmt.Errorf("entry point: empty path")
 	}
-	if !strings.HasPrefix(p, "data.") && p != "data" {
-		p = "data." + strings.ReplaceAll(strings.Trim(p, "/"), "/", ".")
+	slash := !strings.HasPrefix(p, "data.") && p != "data"
+	segments := strings.Split(strings.Trim(p, "/"), "/")
+	if slash {
+		p = "data." + strings.Join(segments, ".")
 	}
 	ref, err := ast.ParseRef(p)
+	if err != nil && slash {
+		// Segments that are not Rego identifiers ("my-app", the slash form
+		// of data["my-app"]) are object keys, as EntryPointPath writes them.
+		ref, err = ast.Ref{ast.DefaultRootDocument}, nil
+		for _, s := range segments {
+			ref = append(ref, ast.StringTerm(s))
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("entry point %q: %w", path, err)
 	}

@@ -30,14 +30,17 @@ const (
 // cacheKey hashes the values the entry point reads. A path that is absent
 // from the input encodes differently from every present value, including
 // null.
-func cacheKey(revision, entry string, paths []ast.Ref, in Input) Key {
+func cacheKey(revision, entry string, paths []ast.Ref, in Input) (Key, error) {
 	h := sha256.New()
 	var e encoder
 	e.h = h
 	e.str(revision)
 	e.str(entry)
 	for _, p := range paths {
-		v, ok := in.Find(p[1:])
+		v, ok, err := in.Find(p[1:])
+		if err != nil {
+			return Key{}, err
+		}
 		if !ok {
 			e.tag(tagAbsent)
 			continue
@@ -46,7 +49,7 @@ func cacheKey(revision, entry string, paths []ast.Ref, in Input) Key {
 	}
 	var k Key
 	h.Sum(k[:0])
-	return k
+	return k, nil
 }
 
 type encoder struct {

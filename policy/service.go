@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -152,7 +153,10 @@ func (s *Service) decide(ctx context.Context, e *Engine, ep *EntryPoint, in Inpu
 		s.metrics.cacheBypass.Inc()
 		return s.eval(ctx, e, ep, in)
 	}
-	key := cacheKey(e.revision, ep.Path, ep.Config.CacheKey, in)
+	key, err := cacheKey(e.revision, ep.Path, ep.Config.CacheKey, in)
+	if err != nil {
+		return Decision{}, fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
 	if d, ok := s.cache.Get(ctx, key); ok {
 		d.Cached = true
 		return d, nil
@@ -185,6 +189,7 @@ const (
 	ReasonUnknownEntry    = "unknown_entry_point"
 	ReasonInvalidDecision = "invalid_decision"
 	ReasonEvalError       = "eval_error"
+	ReasonBadInput        = "bad_input"
 )
 
 // ReasonCode classifies a decision error.
@@ -204,6 +209,8 @@ func ReasonCode(err error) string {
 		return ReasonUnknownEntry
 	case errors.Is(err, ErrInvalidDecision):
 		return ReasonInvalidDecision
+	case errors.Is(err, ErrBadInput):
+		return ReasonBadInput
 	}
 	return ReasonEvalError
 }

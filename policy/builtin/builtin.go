@@ -9,8 +9,13 @@
 package builtin
 
 import (
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"io/fs"
+	"maps"
 
 	"github.com/gavel-dev/gavel/policy"
 )
@@ -33,4 +38,31 @@ const Source = "builtin:default"
 // Bundle loads the default bundle.
 func Bundle() (*policy.Bundle, error) {
 	return policy.LoadFS(Source, FS(), policy.Limits{})
+}
+
+// Principal is who an API key belongs to, and the roles it holds.
+type Principal struct {
+	Name  string   `json:"name"`
+	Roles []string `json:"roles"`
+}
+
+// BundleWithKeys is the default bundle with an API key table: keys are
+// stored as their sha256, never in clear.
+func BundleWithKeys(keys map[string]Principal) (*policy.Bundle, error) {
+	b, err := Bundle()
+	if err != nil {
+		return nil, err
+	}
+	table := make(map[string]Principal, len(keys))
+	for k, p := range keys {
+		sum := sha256.Sum256([]byte(k))
+		table[hex.EncodeToString(sum[:])] = p
+	}
+	doc, err := json.Marshal(table)
+	if err != nil {
+		return nil, fmt.Errorf("encode api keys: %w", err)
+	}
+	files := maps.Clone(b.Files)
+	files["/gavel/http/api_keys/data.json"] = doc
+	return policy.NewBundle(Source+"+keys", files)
 }
