@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 )
 
 // Status is what /readyz reports.
@@ -27,6 +28,9 @@ type Options struct {
 	Metrics http.Handler
 	// Authz serves the HTTP authorization protocol at /authz and below.
 	Authz http.Handler
+	// Pprof mounts net/http/pprof at /debug/pprof/ (off by default: it
+	// exposes internals and costs CPU when used).
+	Pprof bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -58,6 +62,13 @@ func New(opts Options) http.Handler {
 	if opts.Authz != nil {
 		mux.Handle("/authz", opts.Authz)
 		mux.Handle("/authz/", opts.Authz)
+	}
+	if opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
 }

@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"runtime"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -17,6 +18,10 @@ type GRPCOptions struct {
 	Reflection bool
 	// MaxRecvMsgSize bounds a CheckRequest (default 4 MiB, as OPA-Envoy).
 	MaxRecvMsgSize int
+	// StreamWorkers serve streams from a fixed pool of goroutines, whose
+	// stacks are already grown, instead of a new goroutine per call
+	// (default GOMAXPROCS; negative turns the pool off).
+	StreamWorkers int
 	// ServerOptions are appended (interceptors, stats handlers).
 	ServerOptions []grpc.ServerOption
 }
@@ -29,12 +34,19 @@ func NewGRPCServer(s *Server, opts GRPCOptions) (*grpc.Server, *health.Server) {
 	if opts.MaxRecvMsgSize <= 0 {
 		opts.MaxRecvMsgSize = 4 << 20
 	}
-	gs := grpc.NewServer(append([]grpc.ServerOption{
+	if opts.StreamWorkers == 0 {
+		opts.StreamWorkers = runtime.GOMAXPROCS(0)
+	}
+	base := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxRecvMsgSize),
 		grpc.MaxConcurrentStreams(1 << 16),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	}, opts.ServerOptions...)...)
+	}
+	if opts.StreamWorkers > 0 {
+		base = append(base, grpc.NumStreamWorkers(uint32(opts.StreamWorkers)))
+	}
+	gs := grpc.NewServer(append(base, opts.ServerOptions...)...)
 	authv3.RegisterAuthorizationServer(gs, s)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

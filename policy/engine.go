@@ -136,7 +136,7 @@ func Compile(ctx context.Context, b *Bundle, opts CompileOptions) (*Engine, erro
 		source:   b.Source,
 		manifest: ob.Manifest,
 		compiler: compiler,
-		store:    inmem.NewFromObjectWithOpts(ob.Data, inmem.OptRoundTripOnWrite(false)),
+		store:    inmem.NewFromObjectWithOpts(ob.Data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true)),
 		modules:  modules,
 		data:     ob.Data,
 		compiled: time.Now(),

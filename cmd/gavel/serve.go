@@ -38,6 +38,7 @@ const (
 type serveConfig struct {
 	config          string
 	bundle          string
+	apiKeys         string
 	authzAddr       string
 	httpAddr        string
 	dataDir         string
@@ -53,6 +54,8 @@ type serveConfig struct {
 	reflection      bool
 	skipBodyParse   bool
 	shutdownTimeout time.Duration
+	pprof           bool
+	streamWorkers   int
 	// httpOptional: the HTTP port is off unless --http-addr is given (authz).
 	httpOptional bool
 }
@@ -61,6 +64,7 @@ func (c *serveConfig) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&c.config, "config", "", "YAML file with flag values (keys are flag names)")
 	f.StringVar(&c.bundle, "bundle", "", "policy bundle: a directory or an OPA bundle .tar.gz (default: the built-in bundle)")
+	f.StringVar(&c.apiKeys, "api-keys", "", "JSON file of API keys for the built-in bundle: {\"<key or sha256:hex>\": {\"name\": ..., \"roles\": [...]}}")
 	f.StringVar(&c.authzAddr, "authz-addr", defaultAuthzAddr, "ext_authz gRPC listen address")
 	f.StringVar(&c.dataDir, "data-dir", "./gavel-data", "where gavel keeps its data and discovery file")
 	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -74,6 +78,8 @@ func (c *serveConfig) flags(cmd *cobra.Command) {
 	f.StringVar(&c.defaultEntry, "default-entry", extauthz.DefaultEntry, "entry point for routes that name none in their policy context extension")
 	f.BoolVar(&c.reflection, "grpc-reflection", false, "register gRPC reflection on the ext_authz port")
 	f.BoolVar(&c.skipBodyParse, "skip-body-parse", false, "leave parsed_body and truncated_body out of the input")
+	f.IntVar(&c.streamWorkers, "grpc-stream-workers", 0, "goroutines that serve ext_authz calls from a pool (0: GOMAXPROCS, -1: a new goroutine per call)")
+	f.BoolVar(&c.pprof, "pprof", false, "serve Go profiling at /debug/pprof/ on the HTTP port")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may finish after SIGTERM")
 }
 
@@ -87,8 +93,8 @@ policy bundle, serves ext_authz on 127.0.0.1:9191 and HTTP on 127.0.0.1:8181,
 and keeps its data in ./gavel-data. When a default port is taken it binds a free
 one and writes the addresses it bound to the discovery file.
 
-SIGHUP reloads the bundle given with --bundle; a bundle that fails to compile is
-rejected and the running one keeps serving.`,
+SIGHUP reloads the bundle (and the --api-keys file); a bundle that fails to load
+or compile is rejected and the running one keeps serving.`,
 		Args:    cobra.NoArgs,
 		PreRunE: bindConfig,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -149,10 +155,25 @@ func newRegistry() *prometheus.Registry {
 }
 
 func loadBundle(path string) (*policy.Bundle, error) {
-	if path == "" {
-		return builtin.Bundle()
+	return loadBundleWithKeys(path, "")
+}
+
+// loadBundleWithKeys loads the bundle at path, or the built-in one, with the
+// key table from keysPath when given (built-in bundle only).
+func loadBundleWithKeys(path, keysPath string) (*policy.Bundle, error) {
+	switch {
+	case path != "" && keysPath != "":
+		return nil, errors.New("--api-keys configures the built-in bundle; a bundle given with --bundle carries its own data")
+	case path != "":
+		return policy.LoadBundle(path, policy.Limits{})
+	case keysPath != "":
+		keys, err := builtin.ReadKeys(keysPath)
+		if err != nil {
+			return nil, err
+		}
+		return builtin.BundleWithKeys(keys)
 	}
-	return policy.LoadBundle(path, policy.Limits{})
+	return builtin.Bundle()
 }
 
 // run starts gavel's parts in order (policy, ext_authz, HTTP), publishes the
@@ -174,7 +195,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 		Metrics: policy.NewMetrics(reg),
 		Logger:  log,
 	})
-	b, err := loadBundle(cfg.bundle)
+	b, err := loadBundleWithKeys(cfg.bundle, cfg.apiKeys)
 	if err != nil {
 		return err
 	}
@@ -193,7 +214,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 		Metrics:      extauthz.NewMetrics(reg),
 		Logger:       log,
 	})
-	gs, hs := extauthz.NewGRPCServer(authz, extauthz.GRPCOptions{Reflection: cfg.reflection})
+	gs, hs := extauthz.NewGRPCServer(authz, extauthz.GRPCOptions{Reflection: cfg.reflection, StreamWorkers: cfg.streamWorkers})
 	authzLn, err := listen(log, "ext_authz", cfg.authzAddr, cfg.authzAddr == defaultAuthzAddr)
 	if err != nil {
 		return err
@@ -215,6 +236,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 				},
 				Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 				Authz:   authz.HTTPHandler(extauthz.HTTPOptions{}),
+				Pprof:   cfg.pprof,
 				Logger:  log,
 			}),
 			ReadHeaderTimeout: 10 * time.Second,
@@ -250,7 +272,10 @@ func run(ctx context.Context, cfg *serveConfig) error {
 			return nil
 		})
 	}
-	g.Go(func() error { reloadOnHUP(gctx, log, svc, cfg.bundle); return nil })
+	g.Go(func() error {
+		reloadOnHUP(gctx, log, svc, func() (*policy.Bundle, error) { return loadBundleWithKeys(cfg.bundle, cfg.apiKeys) })
+		return nil
+	})
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", "timeout", cfg.shutdownTimeout.String())
@@ -292,9 +317,9 @@ func shutdown(gs *grpc.Server, hsrv *http.Server, timeout time.Duration) {
 	}
 }
 
-// reloadOnHUP reloads the bundle at path on SIGHUP. A bundle that fails to
-// load or compile is logged and the active one keeps serving.
-func reloadOnHUP(ctx context.Context, log *slog.Logger, svc *policy.Service, path string) {
+// reloadOnHUP reloads the bundle (and the API key file) on SIGHUP. A bundle
+// that fails to load or compile is logged and the active one keeps serving.
+func reloadOnHUP(ctx context.Context, log *slog.Logger, svc *policy.Service, load func() (*policy.Bundle, error)) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -304,13 +329,13 @@ func reloadOnHUP(ctx context.Context, log *slog.Logger, svc *policy.Service, pat
 			return
 		case <-hup:
 		}
-		if path == "" {
-			log.Info("SIGHUP: the built-in bundle has nothing to reload")
+		b, err := load()
+		if err != nil {
+			log.Error("bundle rejected", "err", err, "serving", svc.Revision())
 			continue
 		}
-		b, err := policy.LoadBundle(path, policy.Limits{})
-		if err != nil {
-			log.Error("SIGHUP: bundle not reloaded", "path", path, "err", err, "serving", svc.Revision())
+		if b.Revision == svc.Revision() {
+			log.Info("SIGHUP: bundle unchanged", "revision", b.Revision)
 			continue
 		}
 		_, _ = svc.Activate(ctx, b) // Activate logs both outcomes

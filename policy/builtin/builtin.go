@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"os"
+	"strings"
 
 	"github.com/gavel-dev/gavel/policy"
 )
@@ -46,8 +48,13 @@ type Principal struct {
 	Roles []string `json:"roles"`
 }
 
-// BundleWithKeys is the default bundle with an API key table: keys are
-// stored as their sha256, never in clear.
+// HashedKeyPrefix marks a key given as the hex sha256 of the key rather
+// than the key itself, so a key file need not hold keys in clear.
+const HashedKeyPrefix = "sha256:"
+
+// BundleWithKeys is the default bundle with an API key table. Keys are
+// stored as their sha256, never in clear; a key written "sha256:<hex>" is
+// taken as already hashed.
 func BundleWithKeys(keys map[string]Principal) (*policy.Bundle, error) {
 	b, err := Bundle()
 	if err != nil {
@@ -55,6 +62,13 @@ func BundleWithKeys(keys map[string]Principal) (*policy.Bundle, error) {
 	}
 	table := make(map[string]Principal, len(keys))
 	for k, p := range keys {
+		if h, ok := strings.CutPrefix(k, HashedKeyPrefix); ok {
+			if _, err := hex.DecodeString(h); err != nil || len(h) != 64 {
+				return nil, fmt.Errorf("api key %q: want sha256: and 64 hex digits", k)
+			}
+			table[strings.ToLower(h)] = p
+			continue
+		}
 		sum := sha256.Sum256([]byte(k))
 		table[hex.EncodeToString(sum[:])] = p
 	}
@@ -65,4 +79,23 @@ func BundleWithKeys(keys map[string]Principal) (*policy.Bundle, error) {
 	files := maps.Clone(b.Files)
 	files["/gavel/http/api_keys/data.json"] = doc
 	return policy.NewBundle(Source+"+keys", files)
+}
+
+// ReadKeys reads an API key file: a JSON object from key (or
+// "sha256:<hex>") to {"name": ..., "roles": [...]}.
+func ReadKeys(path string) (map[string]Principal, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("api keys: %w", err)
+	}
+	var keys map[string]Principal
+	if err := json.Unmarshal(b, &keys); err != nil {
+		return nil, fmt.Errorf("api keys %s: want a JSON object of key to {\"name\", \"roles\"}: %w", path, err)
+	}
+	for k, p := range keys {
+		if k == "" || p.Name == "" {
+			return nil, fmt.Errorf("api keys %s: every entry needs a non-empty key and a name", path)
+		}
+	}
+	return keys, nil
 }
