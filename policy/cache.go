@@ -75,7 +75,11 @@ func NewCache(opts CacheOptions, m *Metrics) *Cache {
 func (c *Cache) shard(k Key) *lru.Cache[Key, cacheEntry] { return c.shards[k[0]%cacheShards] }
 
 // Get returns the cached decision for k, from L1 or else L2.
-func (c *Cache) Get(ctx context.Context, k Key) (Decision, bool) {
+func (c *Cache) Get(ctx context.Context, k Key) (Decision, bool) { return c.get(ctx, k, 0) }
+
+// get is Get where an L2 hit is kept in L1 for at most maxTTL (when
+// positive): the entry point's cache_ttl, which L2 does not report back.
+func (c *Cache) get(ctx context.Context, k Key, maxTTL time.Duration) (Decision, bool) {
 	now := c.now().UnixNano()
 	if e, ok := c.shard(k).Get(k); ok {
 		if now < e.expires {
@@ -97,6 +101,9 @@ func (c *Cache) Get(ctx context.Context, k Key) (Decision, bool) {
 	ttl := c.ttl
 	if d.TTL > 0 && d.TTL < ttl {
 		ttl = d.TTL
+	}
+	if maxTTL > 0 && maxTTL < ttl {
+		ttl = maxTTL
 	}
 	c.shard(k).Add(k, cacheEntry{d: d, expires: now + int64(ttl)})
 	return d, true

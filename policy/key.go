@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"hash"
 	"slices"
-	"strconv"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -80,14 +79,12 @@ func (e *encoder) value(v ast.Value) {
 			e.tag(tagFalse)
 		}
 	case ast.Number:
-		// Equal numbers may encode apart (1 and 1.0): that costs a miss,
-		// never a wrong hit.
+		// The number's text, as the policy sees it: equal numbers may encode
+		// apart (1 and 1.0), which costs a miss, never a wrong hit. They must
+		// not be normalised: a policy can tell 1 from 1.0 and 0 from -0
+		// (json.marshal, or the value passed through into its decision).
 		e.tag(tagNumber)
-		if i, ok := v.Int64(); ok {
-			e.str(strconv.FormatInt(i, 10))
-		} else {
-			e.str(v.String())
-		}
+		e.str(v.String())
 	case ast.String:
 		e.tag(tagString)
 		e.str(string(v))

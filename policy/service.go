@@ -157,7 +157,7 @@ func (s *Service) decide(ctx context.Context, e *Engine, ep *EntryPoint, in Inpu
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
-	if d, ok := s.cache.Get(ctx, key); ok {
+	if d, ok := s.cache.get(ctx, key, ep.Config.CacheTTL); ok {
 		d.Cached = true
 		return d, nil
 	}

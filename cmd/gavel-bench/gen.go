@@ -83,9 +83,9 @@ type genRoute struct {
 	weight int
 	method string
 	path   func(g *generator) string
-	api    bool   // carries API credentials
-	admin  bool   // carries a bearer token
-	body   bool   // may have a JSON body
+	api    bool // carries API credentials
+	admin  bool // carries a bearer token
+	body   bool // may have a JSON body
 }
 
 // generator draws representative CheckRequests from small fixed
