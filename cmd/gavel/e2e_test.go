@@ -164,7 +164,9 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-const nginxConf = `daemon off;
+// nginxSkeleton wraps deploy/nginx/gavel.conf, the configuration users
+// include, in a runnable nginx.conf.
+const nginxSkeleton = `daemon off;
 worker_processes 1;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
@@ -176,29 +178,30 @@ http {
   fastcgi_temp_path %[1]s/fastcgi;
   uwsgi_temp_path %[1]s/uwsgi;
   scgi_temp_path %[1]s/scgi;
-  server {
-    listen 127.0.0.1:%[2]d;
-    location / {
-      auth_request /_gavel;
-      auth_request_set $gavel_principal $upstream_http_x_gavel_principal;
-      auth_request_set $gavel_decision $upstream_http_x_gavel_decision_id;
-      auth_request_set $gavel_status $upstream_http_x_gavel_status;
-      proxy_set_header X-Gavel-Principal $gavel_principal;
-      add_header X-Gavel-Decision-Id $gavel_decision always;
-      add_header X-Gavel-Status $gavel_status always;
-      proxy_pass http://%[3]s;
-    }
-    location = /_gavel {
-      internal;
-      proxy_pass http://%[4]s/authz;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Original-Method $request_method;
-    }
-  }
+%[2]s
 }
 `
+
+// nginxConfig is deploy/nginx/gavel.conf pointed at this test's ports.
+func nginxConfig(t *testing.T, dir string, port int, backend, gavelHTTP string) []byte {
+	t.Helper()
+	conf, err := os.ReadFile("../../deploy/nginx/gavel.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := strings.NewReplacer(
+		"server 127.0.0.1:8080;", "server "+backend+";",
+		"server 127.0.0.1:8181;", "server "+gavelHTTP+";",
+		"listen 8000;", fmt.Sprintf("listen 127.0.0.1:%d;", port),
+	)
+	site := r.Replace(string(conf))
+	for _, want := range []string{backend, gavelHTTP, fmt.Sprint(port)} {
+		if !strings.Contains(site, want) {
+			t.Fatalf("deploy/nginx/gavel.conf no longer has the address this test replaces with %s", want)
+		}
+	}
+	return fmt.Appendf(nil, nginxSkeleton, dir, site)
+}
 
 // startNginx runs nginx from the machine with auth_request in front of
 // backend, asking gavel at gavelHTTP. It skips when nginx is missing unless
@@ -218,7 +221,7 @@ func startNginx(t *testing.T, backend, gavelHTTP string) string {
 	dir := t.TempDir()
 	port := freePort(t)
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConf, dir, port, backend, gavelHTTP), 0o644); err != nil {
+	if err := os.WriteFile(conf, nginxConfig(t, dir, port, backend, gavelHTTP), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-p", dir, "-c", conf)
