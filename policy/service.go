@@ -120,17 +120,19 @@ func (s *Service) logEntryPoint(e *Engine, ep *EntryPoint) {
 // Decide answers the entry point at path for in: from the cache when the
 // entry point is cacheable and the key is present, else by evaluation. The
 // returned decision carries a fresh ID, the revision, and whether it was
-// cached or is a dry run. Errors are classified by [ReasonCode].
+// cached or is a dry run. Errors are classified by [ReasonCode]; the
+// decision returned with an error still names the entry point, the revision
+// and whether the entry point is a dry run.
 func (s *Service) Decide(ctx context.Context, path string, in Input) (Decision, error) {
 	e := s.engine.Load()
 	if e == nil {
 		s.metrics.evalErrors.WithLabelValues(ReasonNoBundle).Inc()
-		return Decision{}, ErrNoActiveBundle
+		return Decision{Entry: path, DryRun: s.dryRun[path]}, ErrNoActiveBundle
 	}
 	ep, err := e.EntryPoint(ctx, path)
 	if err != nil {
 		s.metrics.evalErrors.WithLabelValues(ReasonCode(err)).Inc()
-		return Decision{Entry: path, Revision: e.revision}, err
+		return Decision{Entry: path, Revision: e.revision, DryRun: s.dryRun[path]}, err
 	}
 	d, err := s.decide(ctx, e, ep, in)
 	if err != nil {
@@ -138,7 +140,7 @@ func (s *Service) Decide(ctx context.Context, path string, in Input) (Decision, 
 			err = errors.Join(ctxErr, err)
 		}
 		s.metrics.evalErrors.WithLabelValues(ReasonCode(err)).Inc()
-		return Decision{Entry: ep.Path, Revision: e.revision}, err
+		return Decision{Entry: ep.Path, Revision: e.revision, DryRun: ep.Config.DryRun || s.dryRun[ep.Path]}, err
 	}
 	d.ID = uuid.NewString()
 	d.DryRun = d.DryRun || s.dryRun[ep.Path]
