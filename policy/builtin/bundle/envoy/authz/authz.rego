@@ -3,8 +3,9 @@ package envoy.authz
 # METADATA
 # title: HTTP authorization
 # description: |
-#   An API key and a role per route. Routes are matched by path segments
-#   (longest prefix wins); each method lists the roles that may call it.
+#   An API key and a role per route. Routes are matched by path segments,
+#   in data order (the first match wins); each method lists the roles that
+#   may call it.
 #   Bodies of routes marked inspect_body are checked against forbidden
 #   patterns. The decision is the OPA-Envoy object; the checks run in
 #   order and the first that fails decides.
@@ -46,16 +47,13 @@ api_key := input.attributes.request.http.headers["x-api-key"]
 
 principal := data.gavel.http.api_keys[crypto.sha256(api_key)]
 
-matching_routes contains r if {
-	some r in data.gavel.http.routes
-	array.slice(input.parsed_path, 0, count(r.path)) == r.path
-}
-
-# The longest matching prefix wins.
-route := r if {
-	longest := max({count(m.path) | some m in matching_routes})
-	some r in matching_routes
-	count(r.path) == longest
+# Routes are matched in data order, as Envoy matches its routes: the first
+# whose path segments start the request's path wins.
+route := data.gavel.http.routes[first] if {
+	first := min({i |
+		some i, r in data.gavel.http.routes
+		array.slice(input.parsed_path, 0, count(r.path)) == r.path
+	})
 }
 
 has_role if {
@@ -64,22 +62,14 @@ has_role if {
 }
 
 # The first forbidden pattern (in data order) that a string in the body matches.
-body_violations contains [i, p] if {
+body_violation := hits[0] if {
 	route.inspect_body
-	some i, p in data.gavel.http.body_rules.forbidden_patterns
-	some s in body_strings
-	regex.match(p.pattern, s)
-}
-
-body_violation := v if {
-	first := min({i | some [i, _] in body_violations})
-	some [j, v] in body_violations
-	j == first
-}
-
-body_strings contains s if {
-	walk(input.parsed_body, [_, s])
-	is_string(s)
+	texts := [s | walk(input.parsed_body, [_, s]); is_string(s)]
+	hits := [p |
+		some p in data.gavel.http.body_rules.forbidden_patterns
+		some s in texts
+		regex.match(p.pattern, s)
+	]
 }
 
 deny(status, id, msg) := {
