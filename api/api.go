@@ -26,7 +26,7 @@ type Options struct {
 	Ready func() Status
 	// Metrics serves /metrics.
 	Metrics http.Handler
-	// Authz serves the HTTP authorization protocol at /authz and below.
+	// Authz serves the HTTP authorization endpoints below /authz/.
 	Authz http.Handler
 	// Pprof mounts net/http/pprof at /debug/pprof/ (off by default: it
 	// exposes internals and costs CPU when used).
@@ -60,7 +60,6 @@ func New(opts Options) http.Handler {
 		mux.Handle("GET /metrics", opts.Metrics)
 	}
 	if opts.Authz != nil {
-		mux.Handle("/authz", opts.Authz)
 		mux.Handle("/authz/", opts.Authz)
 	}
 	if opts.Pprof {

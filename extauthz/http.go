@@ -1,6 +1,8 @@
 package extauthz
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,49 +18,67 @@ import (
 	"github.com/gavel-dev/gavel/policy"
 )
 
-// HTTPOptions configure the HTTP authorization endpoint.
+// HTTPOptions configure the HTTP authorization endpoints.
 type HTTPOptions struct {
-	// Prefix is where the endpoint is mounted (default /authz). For
-	// Envoy's http_service, set path_prefix to the same value: the rest of
-	// the path is the original request's.
+	// Prefix is where the endpoints are mounted (default /authz).
 	Prefix string
 	// MaxBodyBytes bounds the body read for policies that inspect it
 	// (default 64 KiB); a longer body is marked truncated.
 	MaxBodyBytes int64
 }
 
-// Headers the HTTP authorization protocols use to carry the original request.
+// The protocols of the proxies that ask over HTTP. Each has its own
+// endpoint, so a client can never choose, through the headers it sends,
+// which headers describe its request.
 const (
-	headerOriginalMethod = "X-Original-Method" // nginx auth_request (set by proxy_set_header)
+	// ModeNginx is nginx auth_request: the original request in
+	// X-Original-Method and X-Original-URI (set by proxy_set_header).
+	ModeNginx = "nginx"
+	// ModeTraefik is Traefik forwardAuth: X-Forwarded-Method, -Uri, -Host,
+	// -Proto.
+	ModeTraefik = "traefik"
+	// ModeEnvoy is Envoy's http_service: the original method, and the
+	// original path below the endpoint (path_prefix: /authz/envoy).
+	ModeEnvoy = "envoy"
+)
+
+// Headers the HTTP authorization protocols use.
+const (
+	headerOriginalMethod = "X-Original-Method"
 	headerOriginalURI    = "X-Original-Uri"
-	headerFwdMethod      = "X-Forwarded-Method" // Traefik forwardAuth
+	headerFwdMethod      = "X-Forwarded-Method"
 	headerFwdURI         = "X-Forwarded-Uri"
 	headerFwdHost        = "X-Forwarded-Host"
 	headerFwdProto       = "X-Forwarded-Proto"
 	headerFwdFor         = "X-Forwarded-For"
-	// HeaderPolicy names the entry point, like the policy context extension.
+	// HeaderPolicy names the entry point for Envoy's http_service, set with
+	// authorization_request.headers_to_add (which replaces a client's).
 	HeaderPolicy = "X-Gavel-Policy"
 	// HeaderStatus carries the policy's own status when the protocol only
-	// allows 401 and 403 (nginx auth_request).
+	// lets 401 and 403 through (nginx auth_request).
 	HeaderStatus = "X-Gavel-Status"
+	// QueryPolicy names the entry point for nginx and Traefik, in the
+	// authorization URL the proxy's configuration fixes.
+	QueryPolicy = "policy"
 )
 
-// HTTPHandler serves the HTTP authorization protocol of nginx
-// auth_request, Traefik forwardAuth and Envoy's http_service:
+// HTTPHandler serves the HTTP authorization protocols, one endpoint each:
 //
-//   - the original method and URI come from X-Original-Method and
-//     X-Original-URI (nginx), X-Forwarded-Method, -Uri, -Host and -Proto
-//     (Traefik), or the request itself below the prefix (Envoy);
-//   - the entry point comes from X-Gavel-Policy (default envoy/authz/allow);
-//   - 200 allows, with the policy's headers in the response for the proxy to
-//     pass upstream; a denial answers the policy's status, headers and body;
-//     an error answers 503. Under nginx (X-Original-URI present), whose
-//     auth_request treats any status but 2xx, 401 and 403 as an error,
-//     other denial statuses become 403 and the policy's status travels in
-//     X-Gavel-Status.
+//	/authz/nginx?policy=ENTRY     nginx auth_request
+//	/authz/traefik?policy=ENTRY   Traefik forwardAuth
+//	/authz/envoy/<original path>  Envoy http_service (path_prefix /authz/envoy),
+//	                              entry point in X-Gavel-Policy
 //
-// Every answer carries X-Gavel-Decision-Id, X-Gavel-Policy-Revision and
-// X-Gavel-Reason. The input has the same shape as for gRPC checks.
+// The entry point defaults to the server's; only entry points the bundle
+// declares (or the server is configured with) may be named. 200 allows,
+// with the policy's headers in the response for the proxy to pass upstream;
+// a denial answers the policy's status, headers and body; an error answers
+// 503 (or 400, 429, 500 by reason code). nginx's auth_request treats any
+// status but 2xx, 401 and 403 as an error, so on the nginx endpoint other
+// denial statuses become 403 and the policy's status travels in
+// X-Gavel-Status. Every answer carries X-Gavel-Decision-Id,
+// X-Gavel-Policy-Revision, X-Gavel-Reason and X-Gavel-Reason-Code. The input
+// has the same shape as for gRPC checks.
 func (s *Server) HTTPHandler(opts HTTPOptions) http.Handler {
 	if opts.Prefix == "" {
 		opts.Prefix = "/authz"
@@ -66,11 +86,43 @@ func (s *Server) HTTPHandler(opts HTTPOptions) http.Handler {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 64 << 10
 	}
+	nginx, traefik := opts.Prefix+"/"+ModeNginx, opts.Prefix+"/"+ModeTraefik
+	envoy := opts.Prefix + "/" + ModeEnvoy + "/"
+	handlers := map[string]http.Handler{
+		ModeNginx:   s.httpMode(ModeNginx, opts),
+		ModeTraefik: s.httpMode(ModeTraefik, opts),
+		ModeEnvoy:   s.httpMode(ModeEnvoy, opts),
+	}
+	// Matched by hand, not with a ServeMux: it would clean and redirect
+	// the original paths Envoy appends ("//x", "/a/../b"), which are the
+	// policy's to judge.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case p == nginx:
+			handlers[ModeNginx].ServeHTTP(w, r)
+		case p == traefik:
+			handlers[ModeTraefik].ServeHTTP(w, r)
+		case strings.HasPrefix(p, envoy):
+			handlers[ModeEnvoy].ServeHTTP(w, r)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			msg, _ := json.Marshal(map[string]string{"error": fmt.Sprintf("no authorization endpoint at %s: use %s, %s or %s<path>", p, nginx, traefik, envoy)})
+			w.Write(append(msg, '\n'))
+		}
+	})
+}
+
+func (s *Server) httpMode(mode string, opts HTTPOptions) http.Handler {
+	prefix := opts.Prefix + "/" + ModeEnvoy
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		req, err := checkRequestFromHTTP(r, opts)
+		entry := r.URL.Query().Get(QueryPolicy)
+		if mode == ModeEnvoy {
+			entry = r.Header.Get(HeaderPolicy)
+		}
 		var a Answer
-		entry := r.Header.Get(HeaderPolicy)
+		req, err := checkRequestFromHTTP(r, mode, prefix, opts.MaxBodyBytes)
 		if err != nil {
 			a = s.answer(r.Context(), "http", entry, policy.Input{}, fmt.Errorf("%w: %w", ErrBadRequest, err), requestInfo{method: r.Method, path: r.URL.Path})
 		} else {
@@ -78,7 +130,7 @@ func (s *Server) HTTPHandler(opts HTTPOptions) http.Handler {
 			h := req.Attributes.Request.Http
 			a = s.answer(r.Context(), "http", entry, in, err, requestInfo{id: h.Id, method: h.Method, path: h.Path, host: h.Host})
 		}
-		writeHTTPAnswer(w, a, r.Header.Get(headerOriginalURI) != "")
+		writeHTTPAnswer(w, a, mode == ModeNginx)
 		s.opts.Metrics.observe("http", a, time.Since(start).Seconds())
 	})
 }
@@ -119,27 +171,43 @@ func writeHTTPAnswer(w http.ResponseWriter, a Answer, nginx bool) {
 	_, _ = io.WriteString(w, body)
 }
 
-// checkRequestFromHTTP rebuilds the original request as Envoy would have
-// described it in a CheckRequest.
-func checkRequestFromHTTP(r *http.Request, opts HTTPOptions) (*authv3.CheckRequest, error) {
-	method := firstNonEmpty(r.Header.Get(headerOriginalMethod), r.Header.Get(headerFwdMethod), r.Method)
-	uri := firstNonEmpty(r.Header.Get(headerOriginalURI), r.Header.Get(headerFwdURI))
-	if uri == "" {
-		uri = strings.TrimPrefix(r.URL.RequestURI(), opts.Prefix)
-		if uri == "" || uri[0] != '/' {
+// checkRequestFromHTTP rebuilds the original request, as Envoy would have
+// described it in a CheckRequest, from the headers of the endpoint's
+// protocol only.
+func checkRequestFromHTTP(r *http.Request, mode, envoyPrefix string, maxBody int64) (*authv3.CheckRequest, error) {
+	var method, uri string
+	host, scheme := r.Host, "http"
+	drop := map[string]bool{}
+	switch mode {
+	case ModeNginx:
+		method, uri = r.Header.Get(headerOriginalMethod), r.Header.Get(headerOriginalURI)
+		if method == "" || uri == "" {
+			return nil, errors.New("nginx auth_request needs X-Original-Method and X-Original-URI (proxy_set_header)")
+		}
+		drop[headerOriginalMethod], drop[headerOriginalURI] = true, true
+	case ModeTraefik:
+		method, uri = r.Header.Get(headerFwdMethod), r.Header.Get(headerFwdURI)
+		if method == "" || uri == "" {
+			return nil, errors.New("Traefik forwardAuth sends X-Forwarded-Method and X-Forwarded-Uri; they are missing")
+		}
+		host = firstNonEmpty(r.Header.Get(headerFwdHost), host)
+		scheme = firstNonEmpty(r.Header.Get(headerFwdProto), scheme)
+		drop[headerFwdMethod], drop[headerFwdURI] = true, true
+	case ModeEnvoy:
+		method = r.Method
+		uri = strings.TrimPrefix(r.URL.RequestURI(), envoyPrefix)
+		if uri == "" || uri[0] == '?' {
 			uri = "/" + uri
 		}
+		drop[HeaderPolicy] = true
 	}
 	if !strings.HasPrefix(uri, "/") {
 		return nil, fmt.Errorf("original URI %q does not start with /", uri)
 	}
-	host := firstNonEmpty(r.Header.Get(headerFwdHost), r.Host)
-	scheme := firstNonEmpty(r.Header.Get(headerFwdProto), "http")
 
 	headers := make(map[string]string, len(r.Header)+4)
 	for name, vals := range r.Header {
-		switch name {
-		case headerOriginalMethod, headerOriginalURI, HeaderPolicy:
+		if drop[name] {
 			continue
 		}
 		headers[strings.ToLower(name)] = strings.Join(vals, ",")
@@ -152,12 +220,12 @@ func checkRequestFromHTTP(r *http.Request, opts HTTPOptions) (*authv3.CheckReque
 	var body []byte
 	if r.Body != nil {
 		var err error
-		body, err = io.ReadAll(io.LimitReader(r.Body, opts.MaxBodyBytes+1))
+		body, err = io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 		if err != nil {
 			return nil, fmt.Errorf("read body: %w", err)
 		}
-		if int64(len(body)) > opts.MaxBodyBytes {
-			body = body[:opts.MaxBodyBytes]
+		if int64(len(body)) > maxBody {
+			body = body[:maxBody]
 			headers["x-envoy-auth-partial-body"] = "true"
 		}
 	}
@@ -168,7 +236,10 @@ func checkRequestFromHTTP(r *http.Request, opts HTTPOptions) (*authv3.CheckReque
 	source := &authv3.AttributeContext_Peer{}
 	if ip, port, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		p, _ := strconv.ParseUint(port, 10, 32)
-		source.Address = socketAddress(firstForwarded(r.Header.Get(headerFwdFor), ip), uint32(p))
+		if mode == ModeTraefik {
+			ip = lastForwarded(r.Header.Get(headerFwdFor), ip)
+		}
+		source.Address = socketAddress(ip, uint32(p))
 	}
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Source: source,
@@ -196,14 +267,15 @@ func socketAddress(ip string, port uint32) *corev3.Address {
 	}}}
 }
 
-// firstForwarded is the client address from X-Forwarded-For, else fallback.
-func firstForwarded(xff, fallback string) string {
-	if xff == "" {
-		return fallback
+// lastForwarded is the address the proxy itself appended to
+// X-Forwarded-For (earlier entries are whatever the client claimed), else
+// fallback.
+func lastForwarded(xff, fallback string) string {
+	if i := strings.LastIndexByte(xff, ','); i >= 0 {
+		xff = xff[i+1:]
 	}
-	first, _, _ := strings.Cut(xff, ",")
-	if first = strings.TrimSpace(first); first != "" {
-		return first
+	if xff = strings.TrimSpace(xff); xff != "" {
+		return xff
 	}
 	return fallback
 }

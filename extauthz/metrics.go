@@ -19,6 +19,8 @@ type Metrics struct {
 	wouldDeny *prometheus.CounterVec
 	inflight  *prometheus.GaugeVec
 
+	inflightByAPI map[string]prometheus.Gauge
+
 	mu       sync.RWMutex
 	children map[[3]string]prometheus.Counter
 }
@@ -46,11 +48,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"api"}),
 		children: map[[3]string]prometheus.Counter{},
 	}
+	m.inflightByAPI = map[string]prometheus.Gauge{
+		"grpc": m.inflight.WithLabelValues("grpc"),
+		"http": m.inflight.WithLabelValues("http"),
+	}
 	if reg != nil {
 		reg.MustRegister(m.duration, m.decisions, m.wouldDeny, m.inflight)
 	}
 	return m
 }
+
+// inFlight is the in-flight gauge of an api ("grpc" or "http").
+func (m *Metrics) inFlight(api string) prometheus.Gauge { return m.inflightByAPI[api] }
 
 // observe records one answer.
 func (m *Metrics) observe(api string, a Answer, seconds float64) {

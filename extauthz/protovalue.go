@@ -291,34 +291,43 @@ var riskyTypes sync.Map // protoreflect.FullName -> bool
 
 // mayNeedProtojson reports whether a message type can hold a value that
 // protoValue does not render: a well-known type other than the wrappers and
-// Empty, at any depth.
+// Empty, at any depth. Only finished answers are cached: a type still being
+// worked out (on a cycle, or by another goroutine) is never read as safe.
 func mayNeedProtojson(md protoreflect.MessageDescriptor) bool {
 	if v, ok := riskyTypes.Load(md.FullName()); ok {
 		return v.(bool)
 	}
-	riskyTypes.Store(md.FullName(), false) // a recursive type is settled by its other fields
-	risky := false
+	risky := reachesRisky(md, map[protoreflect.FullName]bool{})
+	riskyTypes.Store(md.FullName(), risky)
+	return risky
+}
+
+// reachesRisky reports whether a risky well-known type is reachable from
+// md; visited breaks cycles (a type on the path adds nothing new).
+func reachesRisky(md protoreflect.MessageDescriptor, visited map[protoreflect.FullName]bool) bool {
 	if isWellKnown(md) {
 		switch md.FullName() {
 		case "google.protobuf.Empty", "google.protobuf.BoolValue", "google.protobuf.Int32Value",
 			"google.protobuf.Int64Value", "google.protobuf.UInt32Value", "google.protobuf.UInt64Value",
 			"google.protobuf.FloatValue", "google.protobuf.DoubleValue", "google.protobuf.StringValue",
 			"google.protobuf.BytesValue":
-		default:
-			risky = true
+			return false
 		}
-	} else {
-		fields := md.Fields()
-		for i := 0; i < fields.Len() && !risky; i++ {
-			fd := fields.Get(i)
-			if fd.IsMap() {
-				fd = fd.MapValue()
-			}
-			if fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind {
-				risky = mayNeedProtojson(fd.Message())
-			}
+		return true
+	}
+	if visited[md.FullName()] {
+		return false
+	}
+	visited[md.FullName()] = true
+	fields := md.Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if fd.IsMap() {
+			fd = fd.MapValue()
+		}
+		if (fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind) && reachesRisky(fd.Message(), visited) {
+			return true
 		}
 	}
-	riskyTypes.Store(md.FullName(), risky)
-	return risky
+	return false
 }

@@ -67,6 +67,9 @@ func Classify(d policy.Decision, err error) Answer {
 		if errors.Is(err, ErrBadRequest) {
 			a.Status, a.Code = http.StatusBadRequest, ReasonBadRequest
 		}
+		if errors.Is(err, errOverloaded) {
+			a.Status, a.Code = http.StatusTooManyRequests, ReasonOverloaded
+		}
 		if a.Code == policy.ReasonUnknownEntry || a.Code == policy.ReasonUndefined || a.Code == policy.ReasonInvalidDecision {
 			a.Status = http.StatusInternalServerError
 		}

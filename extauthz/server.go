@@ -2,7 +2,6 @@ package extauthz
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -99,9 +98,12 @@ func (s *Server) answer(ctx context.Context, api, entry string, in policy.Input,
 	if err == nil {
 		select {
 		case s.sem <- struct{}{}:
+			g := s.opts.Metrics.inFlight(api)
+			g.Inc()
 			ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 			d, err = s.decider.Decide(ctx, entry, in)
 			cancel()
+			g.Dec()
 			<-s.sem
 		default:
 			err = errOverloaded
@@ -114,9 +116,6 @@ func (s *Server) answer(ctx context.Context, api, entry string, in policy.Input,
 		d.ID = uuid.NewString()
 	}
 	a := Classify(d, err)
-	if errors.Is(err, errOverloaded) {
-		a.Code, a.Status = ReasonOverloaded, 429
-	}
 	s.log(ctx, api, a, ri)
 	return a
 }

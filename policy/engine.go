@@ -35,6 +35,10 @@ type EntryPoint struct {
 	Config EntryPointConfig
 	// Declared reports whether the bundle marks it `entrypoint: true`.
 	Declared bool
+	// Served reports whether requests may select it: the bundle declares it,
+	// or the server was configured with it (CompileOptions.EntryPoints).
+	// Other rules (helpers, tests) are reachable only from tools.
+	Served bool
 	// NotCacheable is empty when decisions may be cached; otherwise it says
 	// why not, with file and line.
 	NotCacheable []string
@@ -151,7 +155,7 @@ func Compile(ctx context.Context, b *Bundle, opts CompileOptions) (*Engine, erro
 		}
 	})
 	for _, p := range paths {
-		if _, err := e.prepare(ctx, p, true); err != nil {
+		if _, err := e.prepare(ctx, p, true, true); err != nil {
 			return nil, &CompileError{Source: b.Source, Err: err}
 		}
 	}
@@ -163,15 +167,35 @@ func Compile(ctx context.Context, b *Bundle, opts CompileOptions) (*Engine, erro
 		if len(compiler.GetRules(ref)) == 0 {
 			continue // this bundle does not serve that entry point
 		}
-		if _, err := e.prepare(ctx, EntryPointPath(ref), declared[EntryPointPath(ref)]); err != nil {
+		if _, err := e.prepare(ctx, EntryPointPath(ref), declared[EntryPointPath(ref)], true); err != nil {
 			return nil, &CompileError{Source: b.Source, Err: err}
 		}
 	}
 	return e, nil
 }
 
-// EntryPoint returns the prepared entry point at path, preparing it on first
-// use. It fails with ErrUnknownEntry when no rule exists there.
+// ServedEntryPoint returns the entry point at path if requests may select
+// it (see [EntryPoint.Served]); otherwise ErrUnknownEntry says how to make
+// it one. It never prepares anything.
+func (e *Engine) ServedEntryPoint(path string) (*EntryPoint, error) {
+	e.mu.RLock()
+	ep, ok := e.entries[path]
+	e.mu.RUnlock()
+	if !ok {
+		if ref, err := EntryPointRef(path); err == nil && EntryPointPath(ref) != path {
+			return e.ServedEntryPoint(EntryPointPath(ref))
+		}
+	}
+	if !ok || !ep.Served {
+		return nil, fmt.Errorf("%w: %q is not an entry point of bundle %s: mark its rule `entrypoint: true` in METADATA, or configure it (--entry-point)",
+			ErrUnknownEntry, path, shortRevision(e.revision))
+	}
+	return ep, nil
+}
+
+// EntryPoint returns the prepared entry point at path, preparing any rule on
+// first use (for tools such as policy eval). It fails with ErrUnknownEntry
+// when no rule exists there.
 func (e *Engine) EntryPoint(ctx context.Context, path string) (*EntryPoint, error) {
 	e.mu.RLock()
 	ep, ok := e.entries[path]
@@ -189,10 +213,10 @@ func (e *Engine) EntryPoint(ctx context.Context, path string) (*EntryPoint, erro
 	if len(e.compiler.GetRules(ref)) == 0 {
 		return nil, fmt.Errorf("%w: no rules at %s in bundle %s", ErrUnknownEntry, path, shortRevision(e.revision))
 	}
-	return e.prepare(ctx, path, false)
+	return e.prepare(ctx, path, false, false)
 }
 
-func (e *Engine) prepare(ctx context.Context, path string, declared bool) (*EntryPoint, error) {
+func (e *Engine) prepare(ctx context.Context, path string, declared, served bool) (*EntryPoint, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if ep, ok := e.entries[path]; ok {
@@ -215,6 +239,7 @@ func (e *Engine) prepare(ctx context.Context, path string, declared bool) (*Entr
 		Path:         path,
 		Config:       cfg,
 		Declared:     declared,
+		Served:       served,
 		NotCacheable: cacheability(e.compiler, ref, cfg.CacheKey),
 		ref:          ref,
 		query:        pq,

@@ -117,7 +117,10 @@ func (s *Service) logEntryPoint(e *Engine, ep *EntryPoint) {
 		"revision", shortRevision(e.revision))
 }
 
-// Decide answers the entry point at path for in: from the cache when the
+// Decide answers the entry point at path for in: only entry points the
+// bundle declares or the service was configured with may be asked (a rule
+// that is a helper or a test is not a decision). It answers from the cache
+// when the
 // entry point is cacheable and the key is present, else by evaluation. The
 // returned decision carries a fresh ID, the revision, and whether it was
 // cached or is a dry run. Errors are classified by [ReasonCode]; the
@@ -127,12 +130,12 @@ func (s *Service) Decide(ctx context.Context, path string, in Input) (Decision, 
 	e := s.engine.Load()
 	if e == nil {
 		s.metrics.evalErrors.WithLabelValues(ReasonNoBundle).Inc()
-		return Decision{Entry: path, DryRun: s.dryRun[path]}, ErrNoActiveBundle
+		return Decision{Entry: path, DryRun: s.isDryRun(path)}, ErrNoActiveBundle
 	}
-	ep, err := e.EntryPoint(ctx, path)
+	ep, err := e.ServedEntryPoint(path)
 	if err != nil {
 		s.metrics.evalErrors.WithLabelValues(ReasonCode(err)).Inc()
-		return Decision{Entry: path, Revision: e.revision, DryRun: s.dryRun[path]}, err
+		return Decision{Entry: path, Revision: e.revision, DryRun: s.isDryRun(path)}, err
 	}
 	d, err := s.decide(ctx, e, ep, in)
 	if err != nil {
@@ -145,6 +148,16 @@ func (s *Service) Decide(ctx context.Context, path string, in Input) (Decision, 
 	d.ID = uuid.NewString()
 	d.DryRun = d.DryRun || s.dryRun[ep.Path]
 	return d, nil
+}
+
+// isDryRun reports whether Options.DryRun lists path, in any form
+// [EntryPointRef] accepts ("svc/allow", "data.svc.allow").
+func (s *Service) isDryRun(path string) bool {
+	if s.dryRun[path] {
+		return true
+	}
+	ref, err := EntryPointRef(path)
+	return err == nil && s.dryRun[EntryPointPath(ref)]
 }
 
 func (s *Service) decide(ctx context.Context, e *Engine, ep *EntryPoint, in Input) (Decision, error) {

@@ -277,6 +277,7 @@ func TestNginxAuthRequest(t *testing.T) {
 		{"unknown route carries 404 in X-Gavel-Status", "GET", "/api/v2/things", "k-admin", 403, "", "404", false},
 		{"method not allowed carries 405", "PATCH", "/api/v1/orders/1", "k-admin", 403, "", "405", false},
 		{"admin deletes", "DELETE", "/api/v1/orders/1", "k-admin", 200, "ada", "", true},
+		{"a client cannot name a rule as its policy", "DELETE", "/api/v1/orders/1", "x-gavel-policy:envoy/authz_test/test_admin_deletes", 401, "", "", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -285,7 +286,9 @@ func TestNginxAuthRequest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tc.key != "" {
+			if name, value, ok := strings.Cut(tc.key, ":"); ok {
+				req.Header.Set(name, value)
+			} else if tc.key != "" {
 				req.Header.Set("X-Api-Key", tc.key)
 			}
 			resp, err := http.DefaultClient.Do(req)

@@ -51,6 +51,7 @@ type serveConfig struct {
 	maxInFlight     int
 	dryRun          []string
 	defaultEntry    string
+	entryPoints     []string
 	reflection      bool
 	skipBodyParse   bool
 	shutdownTimeout time.Duration
@@ -76,6 +77,7 @@ func (c *serveConfig) flags(cmd *cobra.Command) {
 	f.IntVar(&c.maxInFlight, "max-in-flight", 4096, "concurrent decisions; past it checks are denied with 429 (reason code overloaded)")
 	f.StringSliceVar(&c.dryRun, "dry-run", nil, "entry points to run in dry-run mode: decided, logged and counted, never enforced (repeatable)")
 	f.StringVar(&c.defaultEntry, "default-entry", extauthz.DefaultEntry, "entry point for routes that name none in their policy context extension")
+	f.StringSliceVar(&c.entryPoints, "entry-point", nil, "rule paths requests may name as their policy, beyond the default and those the bundle marks entrypoint: true (repeatable)")
 	f.BoolVar(&c.reflection, "grpc-reflection", false, "register gRPC reflection on the ext_authz port")
 	f.BoolVar(&c.skipBodyParse, "skip-body-parse", false, "leave parsed_body and truncated_body out of the input")
 	f.IntVar(&c.streamWorkers, "grpc-stream-workers", 0, "goroutines that serve ext_authz calls from a pool (0: GOMAXPROCS, -1: a new goroutine per call)")
@@ -190,7 +192,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 
 	svc := policy.NewService(policy.Options{
 		Cache:   policy.CacheOptions{Disabled: cfg.noCache, Size: cfg.cacheSize, TTL: cfg.cacheTTL},
-		Compile: policy.CompileOptions{EntryPoints: []string{cfg.defaultEntry}},
+		Compile: policy.CompileOptions{EntryPoints: append([]string{cfg.defaultEntry}, cfg.entryPoints...)},
 		DryRun:  cfg.dryRun,
 		Metrics: policy.NewMetrics(reg),
 		Logger:  log,
