@@ -32,7 +32,7 @@ func benchService(b *testing.B, cache bool) *policy.Service {
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc := policy.NewService(policy.Options{Cache: policy.CacheOptions{Disabled: !cache}})
+	svc := policy.NewService(policy.Options{Cache: policy.CacheOptions{Disabled: !cache}, Logger: discardLogger})
 	if _, err := svc.Activate(b.Context(), bundle); err != nil {
 		b.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func BenchmarkCheck(b *testing.B) {
 		cache bool
 	}{{"hit", true}, {"miss", false}} {
 		b.Run(tc.name, func(b *testing.B) {
-			s := NewServer(benchService(b, tc.cache), Options{})
+			s := NewServer(benchService(b, tc.cache), Options{Logger: discardLogger})
 			b.ReportAllocs()
 			for b.Loop() {
 				resp, _ := s.Check(b.Context(), req)

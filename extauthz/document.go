@@ -10,36 +10,71 @@ import (
 	"github.com/gavel-dev/gavel/policy"
 )
 
-// envoyDocument is the OPA-Envoy input of one CheckRequest. The top-level
-// parsed_* fields are built up front; attributes, the expensive part, is
-// built only when the whole document is needed (a cache miss). A cache key
-// reads single attributes paths straight from the message.
+// envoyDocument is the OPA-Envoy input of one CheckRequest. parsed_path and
+// parsed_body are built up front (they are what a cache key usually reads,
+// and a path that does not parse is a bad request); parsed_query is built
+// on first use; attributes, the expensive part, is rendered only when the
+// whole document is needed (a cache miss), and a cache key reads single
+// attributes paths straight from the message.
 type envoyDocument struct {
-	attrs *authv3.AttributeContext
-	top   [][2]*ast.Term // every top-level field but attributes
-	topV  ast.Object
+	attrs    *authv3.AttributeContext
+	rendered ast.Value // attributes rendered through protojson up front, when needed
+	path     ast.Value
+	rawQuery string
+	body     ast.Value // nil: parsed_body is absent
+	// truncated is truncated_body; nil when body parsing is skipped.
+	truncated *ast.Term
+
+	queryOnce sync.Once
+	query     ast.Value
 
 	once sync.Once
 	full ast.Value
 	err  error
 }
 
-var attributesKey = ast.StringTerm("attributes")
+// Top-level keys of the document.
+var (
+	attributesKey    = ast.StringTerm("attributes")
+	parsedPathKey    = ast.StringTerm("parsed_path")
+	parsedQueryKey   = ast.StringTerm("parsed_query")
+	parsedBodyKey    = ast.StringTerm("parsed_body")
+	truncatedBodyKey = ast.StringTerm("truncated_body")
+	versionKey       = ast.StringTerm("version")
+)
 
-func newEnvoyDocument(attrs *authv3.AttributeContext, top [][2]*ast.Term) *envoyDocument {
-	return &envoyDocument{attrs: attrs, top: top, topV: ast.NewObject(top...)}
+func (d *envoyDocument) parsedQuery() ast.Value {
+	d.queryOnce.Do(func() { d.query = parsedQuery(d.rawQuery) })
+	return d.query
+}
+
+func (d *envoyDocument) attributes() (ast.Value, error) {
+	if d.rendered != nil {
+		return d.rendered, nil
+	}
+	return attributesValue(d.attrs)
 }
 
 func (d *envoyDocument) Value() (ast.Value, error) {
 	d.once.Do(func() {
-		attrs, err := attributesValue(d.attrs)
+		attrs, err := d.attributes()
 		if err != nil {
 			d.err = err
 			return
 		}
-		fields := make([][2]*ast.Term, 0, len(d.top)+1)
-		fields = append(fields, [2]*ast.Term{attributesKey, ast.NewTerm(attrs)})
-		fields = append(fields, d.top...)
+		fields := make([][2]*ast.Term, 0, 6)
+		fields = append(fields,
+			[2]*ast.Term{attributesKey, ast.NewTerm(attrs)},
+			[2]*ast.Term{parsedPathKey, ast.NewTerm(d.path)},
+			[2]*ast.Term{parsedQueryKey, ast.NewTerm(d.parsedQuery())},
+			[2]*ast.Term{versionKey, ast.NewTerm(versionV3)},
+		)
+		if d.body != nil {
+			fields = append(fields, [2]*ast.Term{parsedBodyKey, ast.NewTerm(d.body)})
+		}
+		if d.truncated != nil {
+			fields = append(fields, [2]*ast.Term{truncatedBodyKey, d.truncated})
+		}
 		d.full = ast.NewObject(fields...)
 	})
 	return d.full, d.err
@@ -50,11 +85,29 @@ func (d *envoyDocument) Find(path ast.Ref) (ast.Value, bool, error) {
 		v, err := d.Value()
 		return v, err == nil, err
 	}
-	if !path[0].Equal(attributesKey) {
-		v, ok := policy.FindValue(d.topV, path)
-		return v, ok, nil
+	var top ast.Value
+	switch key := path[0]; {
+	case key.Equal(attributesKey):
+		if d.rendered == nil {
+			return protoFind(d.attrs.ProtoReflect(), path[1:])
+		}
+		top = d.rendered
+	case key.Equal(parsedPathKey):
+		top = d.path
+	case key.Equal(parsedQueryKey):
+		top = d.parsedQuery()
+	case key.Equal(parsedBodyKey):
+		top = d.body
+	case key.Equal(truncatedBodyKey) && d.truncated != nil:
+		top = d.truncated.Value
+	case key.Equal(versionKey):
+		top = versionV3
 	}
-	return protoFind(d.attrs.ProtoReflect(), path[1:])
+	if top == nil {
+		return nil, false, nil
+	}
+	v, ok := policy.FindValue(top, path[1:])
+	return v, ok, nil
 }
 
 // protoFind is the value at path below m's protojson rendering, read from

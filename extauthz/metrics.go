@@ -20,6 +20,7 @@ type Metrics struct {
 	inflight  *prometheus.GaugeVec
 
 	inflightByAPI map[string]prometheus.Gauge
+	durations     map[[2]string]prometheus.Observer
 
 	mu       sync.RWMutex
 	children map[[3]string]prometheus.Counter
@@ -48,9 +49,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"api"}),
 		children: map[[3]string]prometheus.Counter{},
 	}
-	m.inflightByAPI = map[string]prometheus.Gauge{
-		"grpc": m.inflight.WithLabelValues("grpc"),
-		"http": m.inflight.WithLabelValues("http"),
+	m.inflightByAPI = map[string]prometheus.Gauge{}
+	m.durations = map[[2]string]prometheus.Observer{}
+	for _, api := range []string{"grpc", "http"} {
+		m.inflightByAPI[api] = m.inflight.WithLabelValues(api)
+		for _, r := range []Result{Allowed, Denied, Errored, WouldDeny} {
+			m.durations[[2]string{api, string(r)}] = m.duration.WithLabelValues(api, string(r))
+		}
 	}
 	if reg != nil {
 		reg.MustRegister(m.duration, m.decisions, m.wouldDeny, m.inflight)
@@ -63,7 +68,7 @@ func (m *Metrics) inFlight(api string) prometheus.Gauge { return m.inflightByAPI
 
 // observe records one answer.
 func (m *Metrics) observe(api string, a Answer, seconds float64) {
-	m.duration.WithLabelValues(api, string(a.Result)).Observe(seconds)
+	m.durations[[2]string{api, string(a.Result)}].Observe(seconds)
 	m.counter(api, string(a.Result), a.Code).Inc()
 	if a.Result == WouldDeny {
 		m.wouldDeny.WithLabelValues(a.Decision.Entry).Inc()

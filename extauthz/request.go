@@ -60,33 +60,29 @@ func BuildInput(req *authv3.CheckRequest, opts InputOptions) (policy.Input, erro
 	if httpReq == nil {
 		return policy.Input{}, ErrNoHTTPAttributes
 	}
-	parsedPath, parsedQuery, err := parsePathAndQuery(httpReq.GetPath())
+	u, err := url.Parse(httpReq.GetPath())
 	if err != nil {
 		return policy.Input{}, fmt.Errorf("%w: parse path %q: %w", ErrBadRequest, httpReq.GetPath(), err)
 	}
-	top := [][2]*ast.Term{
-		{ast.StringTerm("parsed_path"), ast.NewTerm(parsedPath)},
-		{ast.StringTerm("parsed_query"), ast.NewTerm(parsedQuery)},
-		{ast.StringTerm("version"), ast.NewTerm(versionV3)},
-	}
+	attrs := req.GetAttributes()
+	doc := &envoyDocument{attrs: attrs, path: parsedPath(u), rawQuery: u.RawQuery}
 	if !opts.SkipBodyParse {
 		body, truncated, ok := parseBody(httpReq.GetHeaders(), httpReq.GetBody(), httpReq.GetRawBody())
 		if ok {
-			top = append(top, [2]*ast.Term{ast.StringTerm("parsed_body"), ast.NewTerm(body)})
+			doc.body = body
 		}
-		top = append(top, [2]*ast.Term{ast.StringTerm("truncated_body"), ast.BooleanTerm(truncated)})
+		doc.truncated = ast.BooleanTerm(truncated)
 	}
-	attrs := req.GetAttributes()
 	if needsProtojson(attrs.ProtoReflect()) {
-		// Rare (an Any in the metadata): render everything now, through
+		// Rare (an Any in the metadata): render the attributes now, through
 		// protojson, so a rendering error surfaces here and not on a path.
 		v, err := attributesViaProtojson(attrs)
 		if err != nil {
 			return policy.Input{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
 		}
-		return policy.InputFromValue(ast.NewObject(append(top, [2]*ast.Term{attributesKey, ast.NewTerm(v)})...)), nil
+		doc.rendered = v
 	}
-	return policy.InputFromDocument(newEnvoyDocument(attrs, top)), nil
+	return policy.InputFromDocument(doc), nil
 }
 
 // attributesValue renders the attributes as protojson would, directly when
@@ -113,27 +109,32 @@ func attributesViaProtojson(attrs *authv3.AttributeContext) (ast.Value, error) {
 	return ast.InterfaceToValue(doc)
 }
 
-func parsePathAndQuery(path string) (ast.Value, ast.Value, error) {
-	u, err := url.Parse(path)
-	if err != nil {
-		return nil, nil, err
-	}
+// parsedPath is the path split on "/", URL-decoded, without the query.
+func parsedPath(u *url.URL) ast.Value {
 	segments := strings.Split(strings.TrimLeft(u.Path, "/"), "/")
 	terms := make([]*ast.Term, len(segments))
 	for i, s := range segments {
 		terms[i] = ast.StringTerm(s)
 	}
+	return ast.NewArray(terms...)
+}
+
+// parsedQuery maps each query parameter to the array of its values, as
+// url.URL.Query does (malformed pairs are dropped).
+func parsedQuery(rawQuery string) ast.Value {
 	query := ast.NewObject()
-	if u.RawQuery != "" {
-		for k, vs := range u.Query() {
-			vals := make([]*ast.Term, len(vs))
-			for i, v := range vs {
-				vals[i] = ast.StringTerm(v)
-			}
-			query.Insert(ast.StringTerm(k), ast.ArrayTerm(vals...))
-		}
+	if rawQuery == "" {
+		return query
 	}
-	return ast.NewArray(terms...), query, nil
+	values, _ := url.ParseQuery(rawQuery)
+	for k, vs := range values {
+		vals := make([]*ast.Term, len(vs))
+		for i, v := range vs {
+			vals[i] = ast.StringTerm(v)
+		}
+		query.Insert(ast.StringTerm(k), ast.ArrayTerm(vals...))
+	}
+	return query
 }
 
 // parseBody returns parsed_body and truncated_body. ok is false when the

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -109,8 +111,14 @@ func (a Answer) Enforced() bool { return a.Result == Allowed || a.Result == Woul
 // dynamic metadata (merged over the policy's own dynamic_metadata), so
 // Envoy's access log can name the decision.
 func BuildResponse(a Answer) *authv3.CheckResponse {
+	return buildResponse(a, structpb.NewStringValue)
+}
+
+// buildResponse is BuildResponse with str making the metadata strings that
+// repeat across responses (the server shares them through a valueCache).
+func buildResponse(a Answer, str func(string) *structpb.Value) *authv3.CheckResponse {
 	d := a.Decision
-	resp := &authv3.CheckResponse{DynamicMetadata: dynamicMetadata(a)}
+	resp := &authv3.CheckResponse{DynamicMetadata: dynamicMetadata(a, str)}
 	if a.Enforced() {
 		resp.Status = &rpcstatus.Status{Code: int32(code.Code_OK)}
 		ok := &authv3.OkHttpResponse{
@@ -186,24 +194,48 @@ func headerOptions(hs []policy.Header) []*corev3.HeaderValueOption {
 	return out
 }
 
-func dynamicMetadata(a Answer) *structpb.Struct {
+func dynamicMetadata(a Answer, str func(string) *structpb.Value) *structpb.Struct {
 	d := a.Decision
-	fields := make(map[string]*structpb.Value, len(d.DynamicMetadata)+6)
+	fields := make(map[string]*structpb.Value, len(d.DynamicMetadata)+7)
 	for k, v := range d.DynamicMetadata {
 		if pv, err := structpb.NewValue(normalizeJSON(v)); err == nil {
 			fields[k] = pv
 		}
 	}
 	fields["decision_id"] = structpb.NewStringValue(d.ID)
-	fields["policy_revision"] = structpb.NewStringValue(d.Revision)
-	fields["policy_entry"] = structpb.NewStringValue(d.Entry)
+	fields["policy_revision"] = str(d.Revision)
+	fields["policy_entry"] = str(d.Entry)
 	fields["reason"] = structpb.NewStringValue(oneLine(a.Reason))
-	fields["reason_code"] = structpb.NewStringValue(a.Code)
+	fields["reason_code"] = str(a.Code)
 	if d.DryRun {
 		fields["dry_run"] = structpb.NewBoolValue(true)
 		fields["would_deny"] = structpb.NewBoolValue(a.Result == WouldDeny)
 	}
 	return &structpb.Struct{Fields: fields}
+}
+
+// valueCache holds one Value per revision, entry point and reason code:
+// few, and the same on most responses. Marshalling only reads a Value, so
+// responses share them. It stops growing at maxCached entries.
+type valueCache struct {
+	m sync.Map // string -> *structpb.Value
+	n atomic.Int64
+}
+
+const maxCached = 4096
+
+func (c *valueCache) get(s string) *structpb.Value {
+	if v, ok := c.m.Load(s); ok {
+		return v.(*structpb.Value)
+	}
+	v := structpb.NewStringValue(s)
+	if c.n.Load() < maxCached {
+		if prev, loaded := c.m.LoadOrStore(s, v); loaded {
+			return prev.(*structpb.Value)
+		}
+		c.n.Add(1)
+	}
+	return v
 }
 
 // normalizeJSON converts json.Number (as rego results carry) to float64,

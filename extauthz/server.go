@@ -29,8 +29,9 @@ type Options struct {
 	// DefaultEntry is the entry point for routes that name none
 	// (default envoy/authz/allow).
 	DefaultEntry string
-	// Timeout bounds one decision (default 100 ms, under Envoy's
-	// ext_authz timeout so gavel answers with a reason before Envoy gives up).
+	// Timeout, when set, bounds each whole decision with a timer of its
+	// own. Off by default: the policy service bounds evaluation itself
+	// (policy.Options.EvalTimeout), and a cache hit needs no timer.
 	Timeout time.Duration
 	// MaxInFlight bounds concurrent decisions; past it a check is denied
 	// with 429 and reason code "overloaded" (default 4096).
@@ -48,15 +49,13 @@ type Server struct {
 	decider Decider
 	opts    Options
 	sem     chan struct{}
+	values  valueCache
 }
 
 // NewServer builds a server over a decider.
 func NewServer(d Decider, opts Options) *Server {
 	if opts.DefaultEntry == "" {
 		opts.DefaultEntry = DefaultEntry
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 100 * time.Millisecond
 	}
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 4096
@@ -81,7 +80,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	a := s.answer(ctx, "grpc", entry, in, err, requestInfo{
 		id: http.GetId(), method: http.GetMethod(), path: http.GetPath(), host: http.GetHost(),
 	})
-	resp := BuildResponse(a)
+	resp := buildResponse(a, s.values.get)
 	s.opts.Metrics.observe("grpc", a, time.Since(start).Seconds())
 	return resp, nil
 }
@@ -100,9 +99,14 @@ func (s *Server) answer(ctx context.Context, api, entry string, in policy.Input,
 		case s.sem <- struct{}{}:
 			g := s.opts.Metrics.inFlight(api)
 			g.Inc()
-			ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-			d, err = s.decider.Decide(ctx, entry, in)
-			cancel()
+			if s.opts.Timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, s.opts.Timeout)
+				d, err = s.decider.Decide(ctx, entry, in)
+				cancel()
+			} else {
+				d, err = s.decider.Decide(ctx, entry, in)
+			}
 			g.Dec()
 			<-s.sem
 		default:

@@ -3,8 +3,8 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"hash"
 	"slices"
+	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -30,9 +30,9 @@ const (
 // from the input encodes differently from every present value, including
 // null.
 func cacheKey(revision, entry string, paths []ast.Ref, in Input) (Key, error) {
-	h := sha256.New()
-	var e encoder
-	e.h = h
+	e := encoders.Get().(*encoder)
+	defer encoders.Put(e)
+	e.b = e.b[:0]
 	e.str(revision)
 	e.str(entry)
 	for _, p := range paths {
@@ -46,26 +46,27 @@ func cacheKey(revision, entry string, paths []ast.Ref, in Input) (Key, error) {
 		}
 		e.value(v)
 	}
-	var k Key
-	h.Sum(k[:0])
-	return k, nil
+	if cap(e.b) > 64<<10 {
+		defer func() { e.b = nil }() // do not pool what a huge body grew
+	}
+	return sha256.Sum256(e.b), nil
 }
 
+var encoders = sync.Pool{New: func() any { return &encoder{b: make([]byte, 0, 512)} }}
+
+// encoder writes the canonical encoding of values: a type tag, then
+// length-prefixed content, so no two different values share an encoding.
 type encoder struct {
-	h   hash.Hash
-	buf [9]byte
+	b []byte
 }
 
-func (e *encoder) tag(t byte) { e.buf[0] = t; e.h.Write(e.buf[:1]) }
+func (e *encoder) tag(t byte) { e.b = append(e.b, t) }
 
-func (e *encoder) len(n int) {
-	binary.BigEndian.PutUint64(e.buf[:8], uint64(n))
-	e.h.Write(e.buf[:8])
-}
+func (e *encoder) len(n int) { e.b = binary.BigEndian.AppendUint64(e.b, uint64(n)) }
 
 func (e *encoder) str(s string) {
 	e.len(len(s))
-	e.h.Write([]byte(s))
+	e.b = append(e.b, s...)
 }
 
 func (e *encoder) value(v ast.Value) {

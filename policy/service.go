@@ -18,6 +18,10 @@ type Options struct {
 	// DryRun lists entry points whose decisions are computed, logged and
 	// counted, but never enforced, in addition to those the bundle marks.
 	DryRun []string
+	// EvalTimeout bounds one evaluation (default 100 ms, under Envoy's
+	// ext_authz timeout, so gavel denies with reason code timeout before
+	// Envoy gives up). A cache hit is not evaluated and takes no timer.
+	EvalTimeout time.Duration
 	// Metrics defaults to unregistered metrics.
 	Metrics *Metrics
 	// Logger defaults to slog.Default().
@@ -31,6 +35,7 @@ type Service struct {
 	engine  atomic.Pointer[Engine]
 	cache   *Cache
 	dryRun  map[string]bool
+	timeout time.Duration
 	compile CompileOptions
 	metrics *Metrics
 	log     *slog.Logger
@@ -45,7 +50,11 @@ func NewService(opts Options) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.EvalTimeout <= 0 {
+		opts.EvalTimeout = 100 * time.Millisecond
+	}
 	s := &Service{
+		timeout: opts.EvalTimeout,
 		cache:   NewCache(opts.Cache, opts.Metrics),
 		dryRun:  map[string]bool{},
 		compile: opts.Compile,
@@ -189,9 +198,18 @@ func (s *Service) decide(ctx context.Context, e *Engine, ep *EntryPoint, in Inpu
 }
 
 func (s *Service) eval(ctx context.Context, e *Engine, ep *EntryPoint, in Input) (Decision, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	start := time.Now()
 	d, err := e.eval(ctx, ep, in)
 	s.metrics.evalDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		// OPA reports a cancelled evaluation in its own error type; say
+		// which deadline ended it.
+		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+			err = errors.Join(ctxErr, err)
+		}
+	}
 	return d, err
 }
 

@@ -602,3 +602,22 @@ func TestDecideOnlyServedEntryPoints(t *testing.T) {
 		t.Errorf("a configured entry point: %v, want its number result rejected as a decision", err)
 	}
 }
+
+func TestEvalTimeout(t *testing.T) {
+	s := policy.NewService(policy.Options{EvalTimeout: time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	b := newBundle(t, map[string]string{"/svc/slow.rego": `package svc
+
+# METADATA
+# entrypoint: true
+slow if {
+	count([x | some x in numbers.range(1, 10000000); x % 7 == 0]) > 0
+}
+`})
+	if _, err := s.Activate(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Decide(t.Context(), "svc/slow", input(t, `{}`))
+	if got := policy.ReasonCode(err); got != policy.ReasonTimeout {
+		t.Fatalf("reason %q (%v), want timeout from the service's own evaluation bound", got, err)
+	}
+}

@@ -73,7 +73,7 @@ func (c *serveConfig) flags(cmd *cobra.Command) {
 	f.IntVar(&c.cacheSize, "cache-size", 100_000, "decision cache entries kept in process")
 	f.DurationVar(&c.cacheTTL, "cache-ttl", 60*time.Second, "longest a cached decision lives")
 	f.BoolVar(&c.noCache, "no-cache", false, "evaluate every decision (turn the decision cache off)")
-	f.DurationVar(&c.decisionTimeout, "decision-timeout", 100*time.Millisecond, "bound on one decision; past it the request is denied with reason code timeout")
+	f.DurationVar(&c.decisionTimeout, "decision-timeout", 100*time.Millisecond, "bound on one policy evaluation; past it the request is denied with reason code timeout")
 	f.IntVar(&c.maxInFlight, "max-in-flight", 4096, "concurrent decisions; past it checks are denied with 429 (reason code overloaded)")
 	f.StringSliceVar(&c.dryRun, "dry-run", nil, "entry points to run in dry-run mode: decided, logged and counted, never enforced (repeatable)")
 	f.StringVar(&c.defaultEntry, "default-entry", extauthz.DefaultEntry, "entry point for routes that name none in their policy context extension")
@@ -191,11 +191,12 @@ func run(ctx context.Context, cfg *serveConfig) error {
 	reg := newRegistry()
 
 	svc := policy.NewService(policy.Options{
-		Cache:   policy.CacheOptions{Disabled: cfg.noCache, Size: cfg.cacheSize, TTL: cfg.cacheTTL},
-		Compile: policy.CompileOptions{EntryPoints: append([]string{cfg.defaultEntry}, cfg.entryPoints...)},
-		DryRun:  cfg.dryRun,
-		Metrics: policy.NewMetrics(reg),
-		Logger:  log,
+		Cache:       policy.CacheOptions{Disabled: cfg.noCache, Size: cfg.cacheSize, TTL: cfg.cacheTTL},
+		Compile:     policy.CompileOptions{EntryPoints: append([]string{cfg.defaultEntry}, cfg.entryPoints...)},
+		DryRun:      cfg.dryRun,
+		EvalTimeout: cfg.decisionTimeout,
+		Metrics:     policy.NewMetrics(reg),
+		Logger:      log,
 	})
 	b, err := loadBundleWithKeys(cfg.bundle, cfg.apiKeys)
 	if err != nil {
@@ -210,7 +211,6 @@ func run(ctx context.Context, cfg *serveConfig) error {
 
 	authz := extauthz.NewServer(svc, extauthz.Options{
 		DefaultEntry: cfg.defaultEntry,
-		Timeout:      cfg.decisionTimeout,
 		MaxInFlight:  cfg.maxInFlight,
 		Input:        extauthz.InputOptions{SkipBodyParse: cfg.skipBodyParse},
 		Metrics:      extauthz.NewMetrics(reg),
