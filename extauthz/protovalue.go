@@ -260,31 +260,59 @@ func needsProtojson(m protoreflect.Message) bool {
 		_, err := protoValue(m)
 		return err != nil
 	}
-	needs := false
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+	for _, fd := range riskyFields(md) {
+		if !m.Has(fd) {
+			continue
+		}
+		v := m.Get(fd)
 		switch {
 		case fd.IsMap():
-			vd := fd.MapValue()
-			if vd.Kind() != protoreflect.MessageKind || !mayNeedProtojson(vd.Message()) {
-				return true
-			}
+			needs := false
 			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
 				needs = needsProtojson(mv.Message())
 				return !needs
 			})
-		case fd.Kind() != protoreflect.MessageKind || !mayNeedProtojson(fd.Message()):
-			return true
+			if needs {
+				return true
+			}
 		case fd.IsList():
 			l := v.List()
-			for i := 0; i < l.Len() && !needs; i++ {
-				needs = needsProtojson(l.Get(i).Message())
+			for i := range l.Len() {
+				if needsProtojson(l.Get(i).Message()) {
+					return true
+				}
 			}
 		default:
-			needs = needsProtojson(v.Message())
+			if needsProtojson(v.Message()) {
+				return true
+			}
 		}
-		return !needs
-	})
-	return needs
+	}
+	return false
+}
+
+var riskyFieldsOf sync.Map // protoreflect.FullName -> []protoreflect.FieldDescriptor
+
+// riskyFields lists the fields of a message type whose values can hold
+// what protoValue does not render (message fields, or maps of messages,
+// whose types may).
+func riskyFields(md protoreflect.MessageDescriptor) []protoreflect.FieldDescriptor {
+	if v, ok := riskyFieldsOf.Load(md.FullName()); ok {
+		return v.([]protoreflect.FieldDescriptor)
+	}
+	var out []protoreflect.FieldDescriptor
+	fields := md.Fields()
+	for i := range fields.Len() {
+		fd, vd := fields.Get(i), fields.Get(i)
+		if fd.IsMap() {
+			vd = fd.MapValue()
+		}
+		if (vd.Kind() == protoreflect.MessageKind || vd.Kind() == protoreflect.GroupKind) && mayNeedProtojson(vd.Message()) {
+			out = append(out, fd)
+		}
+	}
+	riskyFieldsOf.Store(md.FullName(), out)
+	return out
 }
 
 var riskyTypes sync.Map // protoreflect.FullName -> bool

@@ -174,11 +174,16 @@ func parseBody(headers map[string]string, body string, raw []byte) (v ast.Value,
 			return ast.Null{}, true, true
 		}
 	}
+	if kind == "json" {
+		v, err := parseJSON([]byte(payload))
+		if err != nil {
+			return nil, false, false
+		}
+		return v, false, true
+	}
 	var doc any
 	var err error
 	switch kind {
-	case "json":
-		err = util.UnmarshalJSON([]byte(payload), &doc)
 	case "form":
 		var q url.Values
 		if q, err = url.ParseQuery(payload); err == nil {

@@ -45,6 +45,10 @@ type EntryPoint struct {
 
 	ref   ast.Ref
 	query rego.PreparedEvalQuery
+	// keep lists the cache_key paths a projected input is built from;
+	// projectable is false when the input cannot be projected.
+	keep        []int
+	projectable bool
 }
 
 // Cacheable reports whether decisions of this entry point may be cached.
@@ -243,6 +247,9 @@ func (e *Engine) prepare(ctx context.Context, path string, declared, served bool
 		NotCacheable: cacheability(e.compiler, ref, cfg.CacheKey),
 		ref:          ref,
 		query:        pq,
+	}
+	if ep.Cacheable() {
+		ep.keep, ep.projectable = projection(cfg.CacheKey)
 	}
 	e.entries[path] = ep
 	return ep, nil

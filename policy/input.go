@@ -23,7 +23,10 @@ type Input struct {
 
 // Document is an input document that can be read whole or by path. Both
 // must agree: Find(p) is the whole value's value at p. Implementations are
-// safe for concurrent use and never change once built.
+// safe for concurrent use and never change once built, and report a
+// document that cannot be built when it is built: an entry point that
+// reads only its cache_key paths is evaluated on those paths alone (see
+// project.go), so Value may never be called.
 type Document interface {
 	// Value is the whole document.
 	Value() (ast.Value, error)

@@ -30,17 +30,37 @@ const (
 // from the input encodes differently from every present value, including
 // null.
 func cacheKey(revision, entry string, paths []ast.Ref, in Input) (Key, error) {
+	vals, err := findValues(paths, in)
+	if err != nil {
+		return Key{}, err
+	}
+	return hashKey(revision, entry, vals), nil
+}
+
+// findValues reads each path (below input) from in; nil stands for absent.
+func findValues(paths []ast.Ref, in Input) ([]ast.Value, error) {
+	vals := make([]ast.Value, len(paths))
+	for i, p := range paths {
+		v, ok, err := in.Find(p[1:])
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			vals[i] = v
+		}
+	}
+	return vals, nil
+}
+
+// hashKey is the key of values found for an entry point of a revision.
+func hashKey(revision, entry string, vals []ast.Value) Key {
 	e := encoders.Get().(*encoder)
 	defer encoders.Put(e)
 	e.b = e.b[:0]
 	e.str(revision)
 	e.str(entry)
-	for _, p := range paths {
-		v, ok, err := in.Find(p[1:])
-		if err != nil {
-			return Key{}, err
-		}
-		if !ok {
+	for _, v := range vals {
+		if v == nil {
 			e.tag(tagAbsent)
 			continue
 		}
@@ -49,7 +69,7 @@ func cacheKey(revision, entry string, paths []ast.Ref, in Input) (Key, error) {
 	if cap(e.b) > 64<<10 {
 		defer func() { e.b = nil }() // do not pool what a huge body grew
 	}
-	return sha256.Sum256(e.b), nil
+	return sha256.Sum256(e.b)
 }
 
 var encoders = sync.Pool{New: func() any { return &encoder{b: make([]byte, 0, 512)} }}

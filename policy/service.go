@@ -170,23 +170,30 @@ func (s *Service) isDryRun(path string) bool {
 }
 
 func (s *Service) decide(ctx context.Context, e *Engine, ep *EntryPoint, in Input) (Decision, error) {
-	if s.cache == nil {
-		return s.eval(ctx, e, ep, in)
-	}
 	if !ep.Cacheable() {
-		s.metrics.cacheBypass.Inc()
+		if s.cache != nil {
+			s.metrics.cacheBypass.Inc()
+		}
 		return s.eval(ctx, e, ep, in)
 	}
-	key, err := cacheKey(e.revision, ep.Path, ep.Config.CacheKey, in)
+	vals, err := findValues(ep.Config.CacheKey, in)
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
-	if d, ok := s.cache.get(ctx, key, ep.Config.CacheTTL); ok {
-		d.Cached = true
-		return d, nil
+	var key Key
+	if s.cache != nil {
+		key = hashKey(e.revision, ep.Path, vals)
+		if d, ok := s.cache.get(ctx, key, ep.Config.CacheTTL); ok {
+			d.Cached = true
+			return d, nil
+		}
 	}
-	d, err := s.eval(ctx, e, ep, in)
-	if err != nil {
+	evalIn := in
+	if ep.projectable {
+		evalIn = project(ep.Config.CacheKey, ep.keep, vals)
+	}
+	d, err := s.eval(ctx, e, ep, evalIn)
+	if err != nil || s.cache == nil {
 		return d, err
 	}
 	ttl := d.TTL

@@ -551,7 +551,6 @@ func TestBadInput(t *testing.T) {
 		entry string
 		want  string
 	}{
-		{"whole value, cacheable entry", brokenDocument{value: true}, "svc/allow", "body is not JSON"},
 		{"key path", brokenDocument{find: true}, "svc/allow", "header block is corrupt"},
 		{"whole value, not cacheable", brokenDocument{value: true}, "svc/clock", "body is not JSON"},
 	}
@@ -570,6 +569,16 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+	// A cacheable entry point is evaluated on the input projected onto its
+	// key: the whole value is never rendered, so a document that cannot
+	// render it still decides from the paths the policy reads.
+	for i := range 2 {
+		d, err := s.Decide(t.Context(), "svc/allow", policy.InputFromDocument(brokenDocument{value: true}))
+		if err != nil || !d.Allowed() || d.Cached != (i == 1) {
+			t.Fatalf("projected call %d: %+v, %v", i, d, err)
+		}
+	}
+	s, e = newService(t, policy.Options{}, map[string]string{"/svc/p.rego": servicePolicy})
 	// A document that reads fine decides, and caches, like a value.
 	in := policy.InputFromDocument(brokenDocument{})
 	for i := range 2 {
