@@ -125,6 +125,9 @@ func FuzzCheckRequestFromHTTP(f *testing.F) {
 				r.Header.Set("X-Forwarded-Method", method)
 				r.Header.Set("X-Forwarded-Host", "svc.example")
 			default: // envoy http_service
+				if !strings.HasPrefix(uri, "/") {
+					return nil // Envoy appends an origin-form path, which starts with /
+				}
 				u, err := url.ParseRequestURI("/authz/envoy" + uri)
 				if err != nil {
 					return nil // no server would hand this request over
