@@ -89,6 +89,9 @@ func (d *envoyDocument) Find(path ast.Ref) (ast.Value, bool, error) {
 	switch key := path[0]; {
 	case key.Equal(attributesKey):
 		if d.rendered == nil {
+			if v, ok, handled := httpFind(d.attrs, path[1:]); handled {
+				return v, ok, nil
+			}
 			return protoFind(d.attrs.ProtoReflect(), path[1:])
 		}
 		top = d.rendered
@@ -109,6 +112,61 @@ func (d *envoyDocument) Find(path ast.Ref) (ast.Value, bool, error) {
 	v, ok := policy.FindValue(top, path[1:])
 	return v, ok, nil
 }
+
+// httpFind reads the paths cache keys use most, request.http's strings and
+// headers, from the generated struct; handled is false for every other path,
+// which protoFind reads by reflection. It follows protojson: an empty string
+// field is absent, a header present with an empty value is "".
+func httpFind(attrs *authv3.AttributeContext, path ast.Ref) (v ast.Value, found, handled bool) {
+	if len(path) < 3 || !path[0].Equal(requestKey) || !path[1].Equal(httpKey) {
+		return nil, false, false
+	}
+	field, ok := path[2].Value.(ast.String)
+	if !ok {
+		return nil, false, true // an object has no index
+	}
+	h := attrs.GetRequest().GetHttp()
+	rest := path[3:]
+	var s string
+	switch field {
+	case "method":
+		s = h.GetMethod()
+	case "path":
+		s = h.GetPath()
+	case "host":
+		s = h.GetHost()
+	case "scheme":
+		s = h.GetScheme()
+	case "protocol":
+		s = h.GetProtocol()
+	case "id":
+		s = h.GetId()
+	case "headers":
+		if len(rest) != 1 {
+			return nil, false, false // the whole map, or below a value
+		}
+		name, ok := rest[0].Value.(ast.String)
+		if !ok {
+			return nil, false, true
+		}
+		hv, ok := h.GetHeaders()[string(name)]
+		if !ok {
+			return nil, false, true
+		}
+		return ast.String(hv), true, true
+	default:
+		return nil, false, false
+	}
+	if s == "" || len(rest) > 0 {
+		return nil, false, true
+	}
+	return ast.String(s), true, true
+}
+
+var (
+	requestKey = ast.StringTerm("request")
+	httpKey    = ast.StringTerm("http")
+)
 
 // protoFind is the value at path below m's protojson rendering, read from
 // the message without rendering the rest of it.
