@@ -126,20 +126,30 @@ func (p *jsonParser) object(depth int) (ast.Value, error) {
 			return nil, err
 		}
 		obj.Insert(ast.StringTerm(k), ast.NewTerm(v)) // a repeated key keeps its last value
-		p.space()
-		if p.i >= len(p.data) {
-			return nil, p.errorf("unexpected end of JSON input")
-		}
-		switch p.data[p.i] {
-		case ',':
-			p.i++
-		case '}':
-			p.i++
+		if done, err := p.next('}', "object value"); err != nil {
+			return nil, err
+		} else if done {
 			return obj, nil
-		default:
-			return nil, p.errorf("invalid character %q after object value", p.data[p.i])
 		}
 	}
+}
+
+// next reads the ',' or the closing byte that follows an element; done
+// reports the closing byte.
+func (p *jsonParser) next(closing byte, after string) (done bool, err error) {
+	p.space()
+	if p.i >= len(p.data) {
+		return false, p.errorf("unexpected end of JSON input")
+	}
+	switch p.data[p.i] {
+	case ',':
+		p.i++
+		return false, nil
+	case closing:
+		p.i++
+		return true, nil
+	}
+	return false, p.errorf("invalid character %q after %s", p.data[p.i], after)
 }
 
 func (p *jsonParser) array(depth int) (ast.Value, error) {
@@ -160,18 +170,10 @@ func (p *jsonParser) array(depth int) (ast.Value, error) {
 			return nil, err
 		}
 		terms = append(terms, ast.NewTerm(v))
-		p.space()
-		if p.i >= len(p.data) {
-			return nil, p.errorf("unexpected end of JSON input")
-		}
-		switch p.data[p.i] {
-		case ',':
-			p.i++
-		case ']':
-			p.i++
+		if done, err := p.next(']', "array element"); err != nil {
+			return nil, err
+		} else if done {
 			return ast.NewArray(terms...), nil
-		default:
-			return nil, p.errorf("invalid character %q after array element", p.data[p.i])
 		}
 	}
 }

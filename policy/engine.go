@@ -123,13 +123,9 @@ func (e *CompileError) Unwrap() error { return e.Err }
 // Compile parses, checks and compiles a bundle, and prepares every entry
 // point it declares plus opts.EntryPoints.
 func Compile(ctx context.Context, b *Bundle, opts CompileOptions) (*Engine, error) {
-	ob, err := readOPABundle(b)
+	ob, modules, err := parseBundle(b)
 	if err != nil {
-		return nil, &CompileError{Source: b.Source, Err: err}
-	}
-	modules := make(map[string]*ast.Module, len(ob.Modules))
-	for _, m := range ob.Modules {
-		modules[m.Path] = m.Parsed
+		return nil, err
 	}
 	compiler := ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1).WithEnablePrintStatements(true)
 	if compiler.Compile(modules); compiler.Failed() {
@@ -291,6 +287,20 @@ func (e *Engine) eval(ctx context.Context, ep *EntryPoint, in Input) (Decision, 
 	d.Revision = e.revision
 	d.DryRun = ep.Config.DryRun
 	return d, nil
+}
+
+// parseBundle reads b with OPA's bundle reader and returns its modules by
+// path; a failure is a *CompileError.
+func parseBundle(b *Bundle) (opabundle.Bundle, map[string]*ast.Module, error) {
+	ob, err := readOPABundle(b)
+	if err != nil {
+		return ob, nil, &CompileError{Source: b.Source, Err: err}
+	}
+	modules := make(map[string]*ast.Module, len(ob.Modules))
+	for _, m := range ob.Modules {
+		modules[m.Path] = m.Parsed
+	}
+	return ob, modules, nil
 }
 
 // readOPABundle hands the bundle's files to OPA's bundle reader, which checks

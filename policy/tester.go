@@ -45,13 +45,9 @@ func (r TestResult) String() string {
 // does) against the bundle's own data. A bundle that does not compile
 // returns a *CompileError.
 func RunTests(ctx context.Context, b *Bundle) ([]TestResult, error) {
-	ob, err := readOPABundle(b)
+	ob, modules, err := parseBundle(b)
 	if err != nil {
-		return nil, &CompileError{Source: b.Source, Err: err}
-	}
-	modules := make(map[string]*ast.Module, len(ob.Modules))
-	for _, m := range ob.Modules {
-		modules[m.Path] = m.Parsed
+		return nil, err
 	}
 	store := inmem.NewFromObject(ob.Data)
 	txn, err := store.NewTransaction(ctx)
