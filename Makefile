@@ -35,6 +35,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 generate: ## regenerate golden files and generated config
 	$(GO) generate ./...
 	$(GO) test ./extauthz -run 'Golden' -update
+	$(GO) test ./envoy -run 'Golden' -update
 
 lint: ## gofmt, go vet, staticcheck when installed
 	@test -z "$$(gofmt -l .)" || (echo "gofmt would change:"; gofmt -l .; exit 1)

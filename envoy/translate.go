@@ -1,0 +1,146 @@
+package envoy
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Resources are the xDS resources for one IR, each slice sorted by name.
+// Every cluster has a ClusterLoadAssignment of the same name (EDS) except
+// the STATIC authz cluster, and every listener names a route configuration
+// (RDS), so a snapshot made of them is consistent.
+type Resources struct {
+	Listeners []*listenerv3.Listener
+	Routes    []*routev3.RouteConfiguration
+	Clusters  []*clusterv3.Cluster
+	Endpoints []*endpointv3.ClusterLoadAssignment
+}
+
+// ByType groups the resources by type URL, the shape go-control-plane's
+// cache.NewSnapshot takes.
+func (r Resources) ByType() map[resourcev3.Type][]types.Resource {
+	return map[resourcev3.Type][]types.Resource{
+		resourcev3.ListenerType: asResources(r.Listeners),
+		resourcev3.RouteType:    asResources(r.Routes),
+		resourcev3.ClusterType:  asResources(r.Clusters),
+		resourcev3.EndpointType: asResources(r.Endpoints),
+	}
+}
+
+func asResources[T types.Resource](in []T) []types.Resource {
+	out := make([]types.Resource, len(in))
+	for i, m := range in {
+		out[i] = m
+	}
+	return out
+}
+
+// Names of the resources generated for a service.
+func listenerName(s Service) string    { return "ingress_" + s.Name }
+func routeConfigName(s Service) string { return "ingress_" + s.Name }
+func clusterName(s Service) string     { return "service_" + s.Name }
+
+// Translate turns the IR into xDS resources. It is pure and deterministic:
+// the same IR gives the same resources, sorted by name. Defaults are applied
+// first, the IR is validated, and every generated message must pass its
+// proto's ValidateAll; otherwise Translate returns an error and no
+// resources.
+func Translate(ir IR) (Resources, error) {
+	ir = ir.WithDefaults()
+	if err := ir.Validate(); err != nil {
+		return Resources{}, fmt.Errorf("translate: invalid IR: %w", err)
+	}
+	var res Resources
+	ac, err := authzCluster(ir.Authz)
+	if err != nil {
+		return Resources{}, fmt.Errorf("translate: authz cluster: %w", err)
+	}
+	res.Clusters = append(res.Clusters, ac)
+	for _, s := range sortedServices(ir.Services) {
+		l, err := buildListener(s, ir.Authz)
+		if err != nil {
+			return Resources{}, fmt.Errorf("translate: service %q: listener: %w", s.Name, err)
+		}
+		rc, err := buildRouteConfig(s, ir.Authz)
+		if err != nil {
+			return Resources{}, fmt.Errorf("translate: service %q: routes: %w", s.Name, err)
+		}
+		c, err := buildCluster(s)
+		if err != nil {
+			return Resources{}, fmt.Errorf("translate: service %q: cluster: %w", s.Name, err)
+		}
+		res.Listeners = append(res.Listeners, l)
+		res.Routes = append(res.Routes, rc)
+		res.Clusters = append(res.Clusters, c)
+		res.Endpoints = append(res.Endpoints, buildLoadAssignment(s))
+	}
+	sortBy(res.Listeners, (*listenerv3.Listener).GetName)
+	sortBy(res.Routes, (*routev3.RouteConfiguration).GetName)
+	sortBy(res.Clusters, (*clusterv3.Cluster).GetName)
+	sortBy(res.Endpoints, (*endpointv3.ClusterLoadAssignment).GetClusterName)
+	if err := res.validate(); err != nil {
+		return Resources{}, fmt.Errorf("translate: %w", err)
+	}
+	return res, nil
+}
+
+func sortBy[T any](s []T, key func(T) string) {
+	slices.SortFunc(s, func(a, b T) int { return cmp.Compare(key(a), key(b)) })
+}
+
+type validator interface {
+	proto.Message
+	ValidateAll() error
+}
+
+// validate runs ValidateAll on every resource, naming the ones that fail.
+func (r Resources) validate() error {
+	var errs []error
+	check := func(kind, name string, m validator) {
+		if err := m.ValidateAll(); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", kind, name, err))
+		}
+	}
+	for _, m := range r.Listeners {
+		check("listener", m.GetName(), m)
+	}
+	for _, m := range r.Routes {
+		check("route configuration", m.GetName(), m)
+	}
+	for _, m := range r.Clusters {
+		check("cluster", m.GetName(), m)
+	}
+	for _, m := range r.Endpoints {
+		check("cluster load assignment", m.GetClusterName(), m)
+	}
+	return errors.Join(errs...)
+}
+
+// ads is the config source for everything gavel serves: the ADS stream.
+func ads() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}
+
+// toAny packs a typed extension config.
+func toAny(m proto.Message) (*anypb.Any, error) {
+	a, err := anypb.New(m)
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+	}
+	return a, nil
+}
