@@ -50,10 +50,10 @@ func buildCluster(s Service) (*clusterv3.Cluster, error) {
 	return c, nil
 }
 
-// authzCluster is the STATIC cluster of the ext_authz service: HTTP/2,
+// AuthzCluster is the STATIC cluster of the ext_authz service: HTTP/2,
 // health-checked with the gRPC health protocol for the Authorization
 // service, Envoy's default circuit breakers.
-func authzCluster(a AuthzConfig) (*clusterv3.Cluster, error) {
+func AuthzCluster(a AuthzConfig) (*clusterv3.Cluster, error) {
 	opts, err := http2Options()
 	if err != nil {
 		return nil, err

@@ -62,12 +62,10 @@ func Translate(ir IR) (Resources, error) {
 	if err := ir.Validate(); err != nil {
 		return Resources{}, fmt.Errorf("translate: invalid IR: %w", err)
 	}
+	// The authz cluster is not among them: it is static, in the sidecar's
+	// bootstrap (GenerateBootstrap), so ext_authz can reach gavel before the
+	// first xDS answer, and a static cluster cannot also come over CDS.
 	var res Resources
-	ac, err := authzCluster(ir.Authz)
-	if err != nil {
-		return Resources{}, fmt.Errorf("translate: authz cluster: %w", err)
-	}
-	res.Clusters = append(res.Clusters, ac)
 	for _, s := range sortedServices(ir.Services) {
 		l, err := buildListener(s, ir.Authz)
 		if err != nil {
