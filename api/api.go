@@ -1,7 +1,8 @@
 // Package api is gavel's HTTP application: health and readiness, the
-// Prometheus endpoint, the HTTP authorization endpoint, and the routes the
-// hooks, MCP, events and admin handlers mount on. Handlers return errors;
-// one adapter maps them to status codes without leaking internals.
+// Prometheus endpoint, the HTTP authorization endpoint, the port discovery
+// REST API, and the routes the hooks, MCP, events and admin handlers mount
+// on. Handlers return errors; one adapter maps them to status codes without
+// leaking internals.
 package api
 
 import (
@@ -9,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+
+	"github.com/gavel-dev/gavel/xds/ports"
 )
 
 // Status is what /readyz reports.
@@ -31,6 +34,8 @@ type Options struct {
 	// Pprof mounts net/http/pprof at /debug/pprof/ (off by default: it
 	// exposes internals and costs CPU when used).
 	Pprof bool
+	// Ports serves the port discovery API below /v1/services.
+	Ports ports.Registry
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -61,6 +66,9 @@ func New(opts Options) http.Handler {
 	}
 	if opts.Authz != nil {
 		mux.Handle("/authz/", opts.Authz)
+	}
+	if opts.Ports != nil {
+		mountPorts(mux, opts.Logger, opts.Ports)
 	}
 	if opts.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -6,6 +6,7 @@
 //	gavel policy test DIR       run a bundle's Rego tests
 //	gavel policy eval ...       evaluate one input and explain the decision
 //	gavel policy build DIR      check a bundle and write it as a tarball
+//	gavel ports register SVC    ask the running gavel for a port (port discovery)
 //	gavel envoy bootstrap       print a sidecar Envoy bootstrap
 //	gavel version
 //
@@ -78,7 +79,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newAuthzCmd(), newPolicyCmd(), newEnvoyCmd(), &cobra.Command{
+	root.AddCommand(newServeCmd(), newAuthzCmd(), newPolicyCmd(), newEnvoyCmd(), newPortsCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print gavel's version",
 		Run: func(cmd *cobra.Command, _ []string) {

@@ -27,6 +27,7 @@ import (
 	"github.com/gavel-dev/gavel/extauthz"
 	"github.com/gavel-dev/gavel/policy"
 	"github.com/gavel-dev/gavel/policy/builtin"
+	"github.com/gavel-dev/gavel/xds/ports"
 )
 
 const (
@@ -59,6 +60,10 @@ type serveConfig struct {
 	streamWorkers   int
 	// httpOptional: the HTTP port is off unless --http-addr is given (authz).
 	httpOptional bool
+	// portRange and leaseTTL configure port discovery (serve only; off
+	// when portRange is empty).
+	portRange string
+	leaseTTL  time.Duration
 }
 
 func (c *serveConfig) flags(cmd *cobra.Command) {
@@ -104,7 +109,9 @@ or compile is rejected and the running one keeps serving.`,
 		},
 	}
 	cfg.flags(cmd)
-	cmd.Flags().StringVar(&cfg.httpAddr, "http-addr", defaultHTTPAddr, "HTTP listen address (authorization endpoint, /metrics, /healthz, /readyz)")
+	cmd.Flags().StringVar(&cfg.httpAddr, "http-addr", defaultHTTPAddr, "HTTP listen address (authorization endpoint, port discovery, /metrics, /healthz, /readyz)")
+	cmd.Flags().StringVar(&cfg.portRange, "port-range", "20000-29999", "ports that port discovery allocates from, MIN-MAX")
+	cmd.Flags().DurationVar(&cfg.leaseTTL, "lease-ttl", 30*time.Second, "port discovery lease TTL when a registration gives none")
 	return cmd
 }
 
@@ -178,8 +185,9 @@ func loadBundleWithKeys(path, keysPath string) (*policy.Bundle, error) {
 	return builtin.Bundle()
 }
 
-// run starts gavel's parts in order (policy, ext_authz, HTTP), publishes the
-// discovery file, and stops them gracefully when ctx ends.
+// run starts gavel's parts in order (policy, ext_authz, port discovery,
+// HTTP), publishes the discovery file, and stops them gracefully when ctx
+// ends.
 func run(ctx context.Context, cfg *serveConfig) error {
 	log, err := newLogger(cfg.logLevel, cfg.logFormat)
 	if err != nil {
@@ -189,6 +197,10 @@ func run(ctx context.Context, cfg *serveConfig) error {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
 	reg := newRegistry()
+	portReg, err := newPortRegistry(cfg)
+	if err != nil {
+		return err
+	}
 
 	svc := policy.NewService(policy.Options{
 		Cache:       policy.CacheOptions{Disabled: cfg.noCache, Size: cfg.cacheSize, TTL: cfg.cacheTTL},
@@ -230,17 +242,21 @@ func run(ctx context.Context, cfg *serveConfig) error {
 			authzLn.Close()
 			return err
 		}
+		opts := api.Options{
+			Ready: func() api.Status {
+				rev := svc.Revision()
+				return api.Status{Ready: rev != "", Revision: rev, Checks: map[string]string{"policy": readyText(rev)}}
+			},
+			Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+			Authz:   authz.HTTPHandler(extauthz.HTTPOptions{}),
+			Pprof:   cfg.pprof,
+			Logger:  log,
+		}
+		if portReg != nil { // not a nil *Memory in the interface
+			opts.Ports = portReg
+		}
 		hsrv = &http.Server{
-			Handler: api.New(api.Options{
-				Ready: func() api.Status {
-					rev := svc.Revision()
-					return api.Status{Ready: rev != "", Revision: rev, Checks: map[string]string{"policy": readyText(rev)}}
-				},
-				Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-				Authz:   authz.HTTPHandler(extauthz.HTTPOptions{}),
-				Pprof:   cfg.pprof,
-				Logger:  log,
-			}),
+			Handler:           api.New(opts),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
@@ -274,6 +290,9 @@ func run(ctx context.Context, cfg *serveConfig) error {
 			return nil
 		})
 	}
+	if portReg != nil {
+		g.Go(func() error { return portReg.Run(gctx) })
+	}
 	g.Go(func() error {
 		reloadOnHUP(gctx, log, svc, func() (*policy.Bundle, error) { return loadBundleWithKeys(cfg.bundle, cfg.apiKeys) })
 		return nil
@@ -288,6 +307,23 @@ func run(ctx context.Context, cfg *serveConfig) error {
 	err = g.Wait()
 	log.Info("stopped")
 	return err
+}
+
+// newPortRegistry builds the port discovery registry, or nil when the
+// command does not serve port discovery.
+func newPortRegistry(cfg *serveConfig) (*ports.Memory, error) {
+	if cfg.portRange == "" {
+		return nil, nil
+	}
+	lo, hi, err := ports.ParseRange(cfg.portRange)
+	if err != nil {
+		return nil, fmt.Errorf("--port-range: %w", err)
+	}
+	if cfg.leaseTTL < time.Second {
+		return nil, fmt.Errorf("--lease-ttl %s: want at least 1s", cfg.leaseTTL)
+	}
+	return ports.NewMemory(ports.Options{PortMin: lo, PortMax: hi, DefaultTTL: cfg.leaseTTL,
+		MaxTTL: max(10*time.Minute, cfg.leaseTTL)}), nil
 }
 
 func readyText(rev string) string {

@@ -134,3 +134,32 @@ func TestLoadBundleWithKeys(t *testing.T) {
 		t.Errorf("key without a name: err = %v", err)
 	}
 }
+
+func TestNewPortRegistry(t *testing.T) {
+	tests := []struct {
+		name, portRange string
+		ttl             time.Duration
+		want            string // error text; "" for none
+		off             bool
+	}{
+		{"default", "20000-29999", 30 * time.Second, "", false},
+		{"off for authz", "", 0, "", true},
+		{"bad range", "29999-20000", 30 * time.Second, "--port-range", false},
+		{"short ttl", "20000-29999", time.Millisecond, "--lease-ttl", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			reg, err := newPortRegistry(&serveConfig{portRange: tc.portRange, leaseTTL: tc.ttl})
+			switch {
+			case tc.want != "":
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("err = %v, want it to mention %s", err, tc.want)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case (reg == nil) != tc.off:
+				t.Fatalf("registry = %v, want off=%v", reg, tc.off)
+			}
+		})
+	}
+}
