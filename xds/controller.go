@@ -1,0 +1,283 @@
+package xds
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+
+	"github.com/gavel-dev/gavel/envoy"
+	"github.com/gavel-dev/gavel/xds/ports"
+)
+
+// DefaultHoldoff is how long the controller waits after the first change
+// for more changes before it builds a snapshot.
+const DefaultHoldoff = 100 * time.Millisecond
+
+// ControllerOptions configure [NewController]. Zero values mean the defaults.
+type ControllerOptions struct {
+	// IR is the base IR (the services file); SetIR replaces it.
+	IR envoy.IR
+	// Holdoff coalesces changes: the snapshot is built this long after the
+	// first change of a burst (DefaultHoldoff).
+	Holdoff time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Controller turns its inputs (the base IR and the live instances in the
+// port registry) into go-control-plane snapshots. One loop, [Controller.Run],
+// coalesces changes, translates, checks consistency and sets the snapshot
+// for every node that ever connected; a change that fails keeps the last
+// good snapshot in force.
+type Controller struct {
+	cache    cache.SnapshotCache
+	registry ports.Registry
+	metrics  *metrics
+	log      *slog.Logger
+	holdoff  time.Duration
+	kick     chan struct{} // buffered (one): something changed
+
+	mu       sync.Mutex
+	ir       envoy.IR
+	dirty    bool            // the inputs changed since the last build
+	first    time.Time       // first change not yet pushed (zero: none)
+	nodes    map[string]bool // every node id that connected
+	pending  map[string]bool // nodes that have not been given a snapshot yet
+	lastGood *cache.Snapshot // nil until the first successful build
+	version  uint64          // version of lastGood
+}
+
+// NewController returns a controller that publishes into srv's snapshot
+// cache and learns from srv which nodes connect. registry may be nil (no
+// port discovery: the IR's own endpoints only). Call Run to start it.
+func NewController(srv *Server, registry ports.Registry, opts ControllerOptions) *Controller {
+	if opts.Holdoff <= 0 {
+		opts.Holdoff = DefaultHoldoff
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	c := &Controller{
+		cache:    srv.cache,
+		registry: registry,
+		metrics:  srv.metrics,
+		log:      opts.Logger.With("component", "xds-controller"),
+		holdoff:  opts.Holdoff,
+		kick:     make(chan struct{}, 1),
+		ir:       opts.IR,
+		nodes:    map[string]bool{},
+		pending:  map[string]bool{},
+	}
+	srv.nodes.Store(c)
+	return c
+}
+
+// SetIR replaces the base IR; the next snapshot is built from it.
+func (c *Controller) SetIR(ir envoy.IR) {
+	c.mu.Lock()
+	c.ir = ir
+	c.markDirtyLocked()
+	c.mu.Unlock()
+	c.signal()
+}
+
+// AddNode makes a node id known: it is given the snapshot in force (after
+// the holdoff) and every later one. Called by the server on a stream's
+// first request; adding a known node does nothing.
+func (c *Controller) AddNode(id string) {
+	c.mu.Lock()
+	known := c.nodes[id]
+	if !known {
+		c.nodes[id] = true
+		c.pending[id] = true
+		if c.first.IsZero() {
+			c.first = time.Now()
+		}
+	}
+	c.mu.Unlock()
+	if !known {
+		c.signal()
+	}
+}
+
+// Snapshot returns the snapshot set for nodeID (for the admin dump).
+func (c *Controller) Snapshot(nodeID string) (cache.ResourceSnapshot, error) {
+	return c.cache.GetSnapshot(nodeID)
+}
+
+// Version is the version of the snapshot in force, 0 before the first.
+func (c *Controller) Version() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.version
+}
+
+func (c *Controller) markDirtyLocked() {
+	c.dirty = true
+	if c.first.IsZero() {
+		c.first = time.Now()
+	}
+}
+
+func (c *Controller) signal() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run is the controller loop. It builds a first snapshot at once (after
+// the holdoff), then one per burst of changes, until ctx is done; it
+// returns nil then.
+func (c *Controller) Run(ctx context.Context) error {
+	var changes <-chan struct{}
+	if c.registry != nil {
+		changes = c.registry.Changes()
+	}
+	c.mu.Lock()
+	c.markDirtyLocked()
+	c.mu.Unlock()
+
+	// The holdoff timer starts at the first change of a burst and is not
+	// reset by later ones, so a steady stream of changes still gets pushed
+	// every holdoff.
+	timer := time.NewTimer(c.holdoff)
+	defer timer.Stop()
+	armed := true
+	arm := func() {
+		if !armed {
+			timer.Reset(c.holdoff)
+			armed = true
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changes:
+			c.mu.Lock()
+			c.markDirtyLocked()
+			c.mu.Unlock()
+			arm()
+		case <-c.kick:
+			arm()
+		case <-timer.C:
+			armed = false
+			c.push(ctx)
+		}
+	}
+}
+
+// push builds a snapshot if the inputs changed and sets it for every known
+// node; otherwise (or if the build fails) it gives nodes that have none yet
+// the last good snapshot.
+func (c *Controller) push(ctx context.Context) {
+	c.mu.Lock()
+	dirty, ir, first := c.dirty, c.ir, c.first
+	c.dirty, c.first = false, time.Time{}
+	pending := slices.Sorted(maps.Keys(c.pending))
+	clear(c.pending)
+	c.mu.Unlock()
+
+	if dirty {
+		snap, version, err := c.build(ctx, ir)
+		if err == nil {
+			c.mu.Lock()
+			c.lastGood, c.version = snap, version
+			nodes := slices.Sorted(maps.Keys(c.nodes))
+			c.mu.Unlock()
+			c.set(ctx, nodes, snap)
+			c.metrics.pushes.Inc()
+			c.metrics.pushDuration.Observe(time.Since(first).Seconds())
+			c.metrics.snapshotVersion.Set(float64(version))
+			c.log.Debug("xds snapshot pushed", "version", version, "nodes", len(nodes))
+			return
+		}
+		c.metrics.translateErrors.Inc()
+		c.log.Error("xds: cannot build a snapshot; the last good one stays in force",
+			"last_good_version", c.Version(), "error", err)
+	}
+	c.mu.Lock()
+	snap := c.lastGood
+	c.mu.Unlock()
+	if snap != nil {
+		c.set(ctx, pending, snap)
+	}
+}
+
+func (c *Controller) set(ctx context.Context, nodes []string, snap *cache.Snapshot) {
+	for _, n := range nodes {
+		if err := c.cache.SetSnapshot(ctx, n, snap); err != nil {
+			c.log.Error("xds: set snapshot", "node", n, "version", snap.GetVersion(""), "error", err)
+		}
+	}
+}
+
+// build merges the live instances into ir, translates it and checks the
+// snapshot. The version is taken only when everything succeeded, so
+// versions count good snapshots: 1, 2, 3, ...
+func (c *Controller) build(ctx context.Context, ir envoy.IR) (*cache.Snapshot, uint64, error) {
+	if c.registry != nil {
+		insts, err := c.registry.List(ctx)
+		if err != nil {
+			return nil, 0, fmt.Errorf("list instances: %w", err)
+		}
+		ir = c.withInstances(ir, insts)
+	}
+	res, err := envoy.Translate(ir)
+	if err != nil {
+		return nil, 0, err
+	}
+	c.mu.Lock()
+	version := c.version + 1
+	c.mu.Unlock()
+	snap, err := cache.NewSnapshot(strconv.FormatUint(version, 10), res.ByType())
+	if err != nil {
+		return nil, 0, fmt.Errorf("new snapshot: %w", err)
+	}
+	if err := snap.Consistent(); err != nil {
+		return nil, 0, fmt.Errorf("snapshot %d is not consistent: %w", version, err)
+	}
+	// The same snapshot is set for every node. Build its version map (used
+	// by delta streams) now, so the cache never writes to a shared snapshot.
+	if err := snap.ConstructVersionMap(); err != nil {
+		return nil, 0, fmt.Errorf("snapshot %d: version map: %w", version, err)
+	}
+	return snap, version, nil
+}
+
+// withInstances returns a copy of ir in which every live instance of a
+// declared service is one more endpoint of it. Instances of undeclared
+// services are ignored; an instance at an address and port the IR already
+// lists is not added twice.
+func (c *Controller) withInstances(ir envoy.IR, insts []ports.Instance) envoy.IR {
+	idx := make(map[string]int, len(ir.Services))
+	ir.Services = slices.Clone(ir.Services)
+	for i, s := range ir.Services {
+		idx[s.Name] = i
+		ir.Services[i].Endpoints = slices.Clone(s.Endpoints)
+	}
+	for _, in := range insts {
+		i, ok := idx[in.Service]
+		if !ok {
+			c.log.Debug("xds: ignoring instance of a service the IR does not declare",
+				"service", in.Service, "address", in.Address, "port", in.Port)
+			continue
+		}
+		ep := envoy.Endpoint{Address: in.Address, Port: uint32(in.Port)}
+		if slices.ContainsFunc(ir.Services[i].Endpoints, func(e envoy.Endpoint) bool {
+			return e.Address == ep.Address && e.Port == ep.Port
+		}) {
+			continue
+		}
+		ir.Services[i].Endpoints = append(ir.Services[i].Endpoints, ep)
+	}
+	return ir
+}
