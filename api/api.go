@@ -31,6 +31,9 @@ type Options struct {
 	Metrics http.Handler
 	// Authz serves the HTTP authorization endpoints below /authz/.
 	Authz http.Handler
+	// XDSSnapshot, when set, serves a node's current xDS configuration as
+	// JSON at GET /v1/xds/nodes/{node}/snapshot.
+	XDSSnapshot func(node string) ([]byte, error)
 	// Pprof mounts net/http/pprof at /debug/pprof/ (off by default: it
 	// exposes internals and costs CPU when used).
 	Pprof bool
@@ -69,6 +72,17 @@ func New(opts Options) http.Handler {
 	}
 	if opts.Ports != nil {
 		mountPorts(mux, opts.Logger, opts.Ports)
+	}
+	if opts.XDSSnapshot != nil {
+		mux.Handle("GET /v1/xds/nodes/{node}/snapshot", handle(opts.Logger, func(w http.ResponseWriter, r *http.Request) error {
+			b, err := opts.XDSSnapshot(r.PathValue("node"))
+			if err != nil {
+				return &Error{Code: http.StatusNotFound, Message: "no snapshot for node " + r.PathValue("node") + ": it has not connected", Err: err}
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_, err = w.Write(b)
+			return err
+		}))
 	}
 	if opts.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -104,7 +104,7 @@ func (b *syncBuffer) String() string {
 func startGavel(t *testing.T, args ...string) *gavelProc {
 	t.Helper()
 	dataDir := filepath.Join(t.TempDir(), "data")
-	args = append([]string{"serve", "--authz-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+	args = append([]string{"serve", "--authz-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0",
 		"--data-dir", dataDir, "--log-format", "text"}, args...)
 	cmd := exec.Command(gavelBin, args...)
 	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR=")

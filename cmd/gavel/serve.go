@@ -64,6 +64,10 @@ type serveConfig struct {
 	// when portRange is empty).
 	portRange string
 	leaseTTL  time.Duration
+	// xdsAddr and services configure the control plane (serve only; off
+	// when xdsAddr is empty).
+	xdsAddr  string
+	services string
 }
 
 func (c *serveConfig) flags(cmd *cobra.Command) {
@@ -112,6 +116,8 @@ or compile is rejected and the running one keeps serving.`,
 	cmd.Flags().StringVar(&cfg.httpAddr, "http-addr", defaultHTTPAddr, "HTTP listen address (authorization endpoint, port discovery, /metrics, /healthz, /readyz)")
 	cmd.Flags().StringVar(&cfg.portRange, "port-range", "20000-29999", "ports that port discovery allocates from, MIN-MAX")
 	cmd.Flags().DurationVar(&cfg.leaseTTL, "lease-ttl", 30*time.Second, "port discovery lease TTL when a registration gives none")
+	cmd.Flags().StringVar(&cfg.xdsAddr, "xds-addr", defaultXDSAddr, "xDS (ADS) listen address for Envoy sidecars (off when empty)")
+	cmd.Flags().StringVar(&cfg.services, "services", "", "YAML file of services, routes, policies and resilience settings served over xDS (SIGHUP reloads it)")
 	return cmd
 }
 
@@ -186,8 +192,8 @@ func loadBundleWithKeys(path, keysPath string) (*policy.Bundle, error) {
 }
 
 // run starts gavel's parts in order (policy, ext_authz, port discovery,
-// HTTP), publishes the discovery file, and stops them gracefully when ctx
-// ends.
+// the xDS control plane, HTTP), publishes the discovery file, and stops
+// them gracefully when ctx ends.
 func run(ctx context.Context, cfg *serveConfig) error {
 	log, err := newLogger(cfg.logLevel, cfg.logFormat)
 	if err != nil {
@@ -234,6 +240,15 @@ func run(ctx context.Context, cfg *serveConfig) error {
 		return err
 	}
 	setServing(hs, healthpb.HealthCheckResponse_SERVING)
+	var registry ports.Registry
+	if portReg != nil { // not a nil *Memory in the interface
+		registry = portReg
+	}
+	cp, err := newControlPlane(ctx, cfg, log, reg, registry)
+	if err != nil {
+		authzLn.Close()
+		return err
+	}
 
 	var httpLn net.Listener
 	var hsrv *http.Server
@@ -252,8 +267,9 @@ func run(ctx context.Context, cfg *serveConfig) error {
 			Pprof:   cfg.pprof,
 			Logger:  log,
 		}
-		if portReg != nil { // not a nil *Memory in the interface
-			opts.Ports = portReg
+		opts.Ports = registry
+		if cp != nil {
+			opts.XDSSnapshot = cp.snapshotJSON
 		}
 		hsrv = &http.Server{
 			Handler:           api.New(opts),
@@ -268,11 +284,14 @@ func run(ctx context.Context, cfg *serveConfig) error {
 	if httpLn != nil {
 		info.HTTPAddr = httpLn.Addr().String()
 	}
+	if cp != nil {
+		info.XDSAddr = cp.ln.Addr().String()
+	}
 	if err := discovery.Write(dpath, info); err != nil {
 		log.Warn("discovery file not written", "path", dpath, "err", err)
 	}
 	defer discovery.Remove(dpath, info.PID)
-	log.Info("gavel serving", "version", info.Version, "authz_addr", info.AuthzAddr, "http_addr", info.HTTPAddr,
+	log.Info("gavel serving", "version", info.Version, "authz_addr", info.AuthzAddr, "http_addr", info.HTTPAddr, "xds_addr", info.XDSAddr,
 		"revision", svc.Revision(), "discovery_file", dpath)
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -293,8 +312,16 @@ func run(ctx context.Context, cfg *serveConfig) error {
 	if portReg != nil {
 		g.Go(func() error { return portReg.Run(gctx) })
 	}
+	if cp != nil {
+		g.Go(func() error { return cp.run(gctx) })
+	}
 	g.Go(func() error {
-		reloadOnHUP(gctx, log, svc, func() (*policy.Bundle, error) { return loadBundleWithKeys(cfg.bundle, cfg.apiKeys) })
+		reloadOnHUP(gctx, log, svc, func() (*policy.Bundle, error) {
+			if cp != nil {
+				cp.reload()
+			}
+			return loadBundleWithKeys(cfg.bundle, cfg.apiKeys)
+		})
 		return nil
 	})
 	g.Go(func() error {

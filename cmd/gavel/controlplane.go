@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/gavel-dev/gavel/envoy"
+	"github.com/gavel-dev/gavel/xds"
+	"github.com/gavel-dev/gavel/xds/ports"
+)
+
+const defaultXDSAddr = "127.0.0.1:18000"
+
+// controlPlane is the xDS part of gavel serve: the ADS server and the
+// controller that feeds it from the services file and port discovery.
+type controlPlane struct {
+	ln   net.Listener
+	gs   *grpc.Server
+	ctrl *xds.Controller
+	path string // the services file ("" for none)
+	log  *slog.Logger
+}
+
+// loadServices reads the services file; no file is an empty IR.
+func loadServices(path string) (envoy.IR, error) {
+	if path == "" {
+		return envoy.IR{}, nil
+	}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return envoy.IR{}, fmt.Errorf("--services: %w", err)
+	}
+	return envoy.ParseServices(path, src)
+}
+
+// newControlPlane builds the control plane and binds its listener, or
+// returns nil when cfg.xdsAddr is empty.
+func newControlPlane(ctx context.Context, cfg *serveConfig, log *slog.Logger, reg prometheus.Registerer, registry ports.Registry) (*controlPlane, error) {
+	if cfg.xdsAddr == "" {
+		return nil, nil
+	}
+	ir, err := loadServices(cfg.services)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := xds.NewServer(ctx, xds.ServerOptions{Logger: log, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range ir.WithDefaults().Services {
+		if s.FailOpen {
+			log.Warn("service fails open: its requests are allowed when gavel cannot answer", "service", s.Name)
+		}
+	}
+	cp := &controlPlane{
+		ctrl: xds.NewController(srv, registry, xds.ControllerOptions{IR: ir, Logger: log}),
+		gs:   grpc.NewServer(xds.GRPCServerOptions()...),
+		path: cfg.services,
+		log:  log,
+	}
+	srv.Register(cp.gs)
+	if cp.ln, err = listen(log, "xds", cfg.xdsAddr, cfg.xdsAddr == defaultXDSAddr); err != nil {
+		return nil, err
+	}
+	return cp, nil
+}
+
+// run serves xDS and runs the controller until ctx ends.
+func (cp *controlPlane) run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- cp.ctrl.Run(ctx) }()
+	go func() {
+		<-ctx.Done()
+		cp.gs.GracefulStop()
+	}()
+	if err := cp.gs.Serve(cp.ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("xds server: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("xds controller: %w", err)
+	}
+	return nil
+}
+
+// reload rereads the services file (on SIGHUP); a file that does not parse
+// is logged and the running configuration stays.
+func (cp *controlPlane) reload() {
+	if cp.path == "" {
+		return
+	}
+	ir, err := loadServices(cp.path)
+	if err != nil {
+		cp.log.Error("services file rejected; the running configuration stays", "err", err)
+		return
+	}
+	cp.ctrl.SetIR(ir)
+	cp.log.Info("services file reloaded", "path", cp.path, "services", len(ir.Services))
+}
+
+// snapshotJSON is the admin dump of a node's current configuration.
+func (cp *controlPlane) snapshotJSON(node string) ([]byte, error) {
+	snap, err := cp.ctrl.Snapshot(node)
+	if err != nil {
+		return nil, err
+	}
+	return xds.DumpJSON(snap)
+}

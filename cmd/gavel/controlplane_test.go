@@ -1,0 +1,126 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+const servicesYAML = `services:
+  - name: orders
+    listener: {address: 127.0.0.1, port: 10001}
+    routes:
+      - {name: health, path: /healthz, public: true}
+      - {name: all, path_prefix: /}
+`
+
+// TestControlPlaneServesRegisteredInstances runs gavel serve with a
+// services file, registers an instance through port discovery, and reads
+// the result as an Envoy would, over ADS.
+func TestControlPlaneServesRegisteredInstances(t *testing.T) {
+	dir := t.TempDir()
+	services := filepath.Join(dir, "services.yaml")
+	if err := os.WriteFile(services, []byte(servicesYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startGavel(t, "--services", services)
+	if g.info.XDSAddr == "" {
+		t.Fatal("no xds_addr in the discovery file")
+	}
+	out, errOut, code := runGavel(t, "", "ports", "register", "orders", "--data-dir", g.info.DataDir)
+	if code != 0 {
+		t.Fatalf("register: exit %d: %s", code, errOut)
+	}
+	_, after, _ := strings.Cut(out, `"port": `)
+	port, _, _ := strings.Cut(after, ",")
+	port = strings.TrimSpace(port)
+
+	conn, err := grpc.NewClient(g.info.XDSAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &corev3.Node{Id: "orders-1", Cluster: "orders"}
+	recv := func(typ string) *discoveryv3.DiscoveryResponse {
+		t.Helper()
+		done := make(chan *discoveryv3.DiscoveryResponse, 1)
+		go func() {
+			resp, err := stream.Recv()
+			if err != nil {
+				t.Error(err)
+			}
+			done <- resp
+		}()
+		select {
+		case resp := <-done:
+			if resp.GetTypeUrl() != typ {
+				t.Fatalf("got %s, want %s", resp.GetTypeUrl(), typ)
+			}
+			return resp
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s response", typ)
+			return nil
+		}
+	}
+
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	cds := recv(resourcev3.ClusterType)
+	var cluster clusterv3.Cluster
+	if len(cds.Resources) != 1 || cds.Resources[0].UnmarshalTo(&cluster) != nil || cluster.Name != "service_orders" {
+		t.Fatalf("clusters: %v", cds.Resources)
+	}
+	// ACK, then ask for the cluster's endpoints.
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: cds.VersionInfo, ResponseNonce: cds.Nonce}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{cluster.Name}}); err != nil {
+		t.Fatal(err)
+	}
+	eds := recv(resourcev3.EndpointType)
+	var cla endpointv3.ClusterLoadAssignment
+	if len(eds.Resources) != 1 || eds.Resources[0].UnmarshalTo(&cla) != nil {
+		t.Fatalf("endpoints: %v", eds.Resources)
+	}
+	got := cla.GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetPortValue()
+	if port == "" || got == 0 || port != strconv.FormatUint(uint64(got), 10) {
+		t.Fatalf("endpoint port %d, want the registered %s", got, port)
+	}
+
+	// The admin dump shows the node's configuration.
+	resp, err := http.Get("http://" + g.info.HTTPAddr + "/v1/xds/nodes/orders-1/snapshot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "ingress_orders") {
+		t.Fatalf("snapshot dump: %d %s", resp.StatusCode, body)
+	}
+	resp, err = http.Get("http://" + g.info.HTTPAddr + "/v1/xds/nodes/nobody/snapshot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("dump of an unknown node: %d", resp.StatusCode)
+	}
+}
