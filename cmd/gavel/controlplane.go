@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
 	"github.com/gavel-dev/gavel/envoy"
@@ -111,4 +113,34 @@ func (cp *controlPlane) snapshotJSON(node string) ([]byte, error) {
 		return nil, err
 	}
 	return xds.DumpJSON(snap)
+}
+
+func newControlPlaneCmd() *cobra.Command {
+	cfg := &serveConfig{}
+	cmd := &cobra.Command{
+		Use:   "controlplane",
+		Short: "Run only the control plane: xDS, port discovery and their HTTP API",
+		Long: `Run the xDS control plane alone: ADS for Envoy sidecars from --services and
+port discovery, with the HTTP API for port registrations, the node snapshot dump,
+/metrics, /healthz and /readyz. No ext_authz here: run gavel authz beside each
+Envoy, or gavel serve for everything in one process. SIGHUP reloads --services.`,
+		Args:    cobra.NoArgs,
+		PreRunE: bindConfig,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.config, "config", "", "YAML file with flag values (keys are flag names)")
+	f.StringVar(&cfg.xdsAddr, "xds-addr", defaultXDSAddr, "xDS (ADS) listen address")
+	f.StringVar(&cfg.services, "services", "", "YAML file of services, routes, policies and resilience settings (SIGHUP reloads it)")
+	f.StringVar(&cfg.httpAddr, "http-addr", defaultHTTPAddr, "HTTP listen address (port discovery, snapshot dump, /metrics, /healthz, /readyz)")
+	f.StringVar(&cfg.portRange, "port-range", "20000-29999", "ports that port discovery allocates from, MIN-MAX")
+	f.DurationVar(&cfg.leaseTTL, "lease-ttl", 30*time.Second, "port discovery lease TTL when a registration gives none")
+	f.StringVar(&cfg.dataDir, "data-dir", "./gavel-data", "where gavel keeps its data and discovery file")
+	f.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&cfg.logFormat, "log-format", "json", "log format: json or text")
+	f.BoolVar(&cfg.pprof, "pprof", false, "serve Go profiling at /debug/pprof/ on the HTTP port")
+	f.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may finish after SIGTERM")
+	return cmd
 }

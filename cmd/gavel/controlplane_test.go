@@ -124,3 +124,23 @@ func TestControlPlaneServesRegisteredInstances(t *testing.T) {
 		t.Fatalf("dump of an unknown node: %d", resp.StatusCode)
 	}
 }
+
+// TestControlPlaneCommand runs gavel controlplane alone: xDS and port
+// discovery, no ext_authz.
+func TestControlPlaneCommand(t *testing.T) {
+	g := startGavelCmd(t, "controlplane")
+	if g.info.AuthzAddr != "" || g.info.XDSAddr == "" {
+		t.Fatalf("discovery file %+v: want xDS and no ext_authz", g.info)
+	}
+	if _, errOut, code := runGavel(t, "", "ports", "register", "billing", "--data-dir", g.info.DataDir); code != 0 {
+		t.Fatalf("register: exit %d: %s", code, errOut)
+	}
+	resp, err := http.Get("http://" + g.info.HTTPAddr + "/authz/envoy/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/authz on the control plane: %d, want 404", resp.StatusCode)
+	}
+}

@@ -103,9 +103,18 @@ func (b *syncBuffer) String() string {
 
 func startGavel(t *testing.T, args ...string) *gavelProc {
 	t.Helper()
+	return startGavelCmd(t, "serve", args...)
+}
+
+// startGavelCmd runs gavel serve or gavel controlplane on free ports.
+func startGavelCmd(t *testing.T, sub string, args ...string) *gavelProc {
+	t.Helper()
 	dataDir := filepath.Join(t.TempDir(), "data")
-	args = append([]string{"serve", "--authz-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0",
-		"--data-dir", dataDir, "--log-format", "text"}, args...)
+	base := []string{sub, "--http-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "text"}
+	if sub == "serve" {
+		base = append(base, "--authz-addr", "127.0.0.1:0")
+	}
+	args = append(base, args...)
 	cmd := exec.Command(gavelBin, args...)
 	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR=")
 	p := &gavelProc{cmd: cmd, logs: newSyncBuffer(), path: discovery.Path(dataDir)}

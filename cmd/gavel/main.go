@@ -3,6 +3,7 @@
 //
 //	gavel serve                 everything in one process (embedded default)
 //	gavel authz                 only the ext_authz server, beside an Envoy
+//	gavel controlplane          only xDS, port discovery and their HTTP API
 //	gavel policy test DIR       run a bundle's Rego tests
 //	gavel policy eval ...       evaluate one input and explain the decision
 //	gavel policy build DIR      check a bundle and write it as a tarball
@@ -79,7 +80,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newAuthzCmd(), newPolicyCmd(), newEnvoyCmd(), newPortsCmd(), &cobra.Command{
+	root.AddCommand(newServeCmd(), newAuthzCmd(), newPolicyCmd(), newEnvoyCmd(), newControlPlaneCmd(), newPortsCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print gavel's version",
 		Run: func(cmd *cobra.Command, _ []string) {

@@ -208,45 +208,50 @@ func run(ctx context.Context, cfg *serveConfig) error {
 		return err
 	}
 
-	svc := policy.NewService(policy.Options{
-		Cache:       policy.CacheOptions{Disabled: cfg.noCache, Size: cfg.cacheSize, TTL: cfg.cacheTTL},
-		Compile:     policy.CompileOptions{EntryPoints: append([]string{cfg.defaultEntry}, cfg.entryPoints...)},
-		DryRun:      cfg.dryRun,
-		EvalTimeout: cfg.decisionTimeout,
-		Metrics:     policy.NewMetrics(reg),
-		Logger:      log,
-	})
-	b, err := loadBundleWithKeys(cfg.bundle, cfg.apiKeys)
-	if err != nil {
-		return err
+	var svc *policy.Service
+	var authz *extauthz.Server
+	var gs *grpc.Server
+	var hs *health.Server
+	var authzLn net.Listener
+	if cfg.authzAddr != "" {
+		svc = policy.NewService(policy.Options{
+			Cache:       policy.CacheOptions{Disabled: cfg.noCache, Size: cfg.cacheSize, TTL: cfg.cacheTTL},
+			Compile:     policy.CompileOptions{EntryPoints: append([]string{cfg.defaultEntry}, cfg.entryPoints...)},
+			DryRun:      cfg.dryRun,
+			EvalTimeout: cfg.decisionTimeout,
+			Metrics:     policy.NewMetrics(reg),
+			Logger:      log,
+		})
+		b, err := loadBundleWithKeys(cfg.bundle, cfg.apiKeys)
+		if err != nil {
+			return err
+		}
+		if _, err := svc.Activate(ctx, b); err != nil {
+			return err
+		}
+		for _, e := range cfg.dryRun {
+			log.Warn("dry-run: decisions of this entry point are not enforced", "entry", e)
+		}
+		authz = extauthz.NewServer(svc, extauthz.Options{
+			DefaultEntry: cfg.defaultEntry,
+			MaxInFlight:  cfg.maxInFlight,
+			Input:        extauthz.InputOptions{SkipBodyParse: cfg.skipBodyParse},
+			Metrics:      extauthz.NewMetrics(reg),
+			Logger:       log,
+		})
+		gs, hs = extauthz.NewGRPCServer(authz, extauthz.GRPCOptions{Reflection: cfg.reflection, StreamWorkers: cfg.streamWorkers})
+		if authzLn, err = listen(log, "ext_authz", cfg.authzAddr, cfg.authzAddr == defaultAuthzAddr); err != nil {
+			return err
+		}
+		defer authzLn.Close()
+		setServing(hs, healthpb.HealthCheckResponse_SERVING)
 	}
-	if _, err := svc.Activate(ctx, b); err != nil {
-		return err
-	}
-	for _, e := range cfg.dryRun {
-		log.Warn("dry-run: decisions of this entry point are not enforced", "entry", e)
-	}
-
-	authz := extauthz.NewServer(svc, extauthz.Options{
-		DefaultEntry: cfg.defaultEntry,
-		MaxInFlight:  cfg.maxInFlight,
-		Input:        extauthz.InputOptions{SkipBodyParse: cfg.skipBodyParse},
-		Metrics:      extauthz.NewMetrics(reg),
-		Logger:       log,
-	})
-	gs, hs := extauthz.NewGRPCServer(authz, extauthz.GRPCOptions{Reflection: cfg.reflection, StreamWorkers: cfg.streamWorkers})
-	authzLn, err := listen(log, "ext_authz", cfg.authzAddr, cfg.authzAddr == defaultAuthzAddr)
-	if err != nil {
-		return err
-	}
-	setServing(hs, healthpb.HealthCheckResponse_SERVING)
 	var registry ports.Registry
 	if portReg != nil { // not a nil *Memory in the interface
 		registry = portReg
 	}
 	cp, err := newControlPlane(ctx, cfg, log, reg, registry)
 	if err != nil {
-		authzLn.Close()
 		return err
 	}
 
@@ -254,18 +259,19 @@ func run(ctx context.Context, cfg *serveConfig) error {
 	var hsrv *http.Server
 	if cfg.httpAddr != "" {
 		if httpLn, err = listen(log, "http", cfg.httpAddr, cfg.httpAddr == defaultHTTPAddr && !cfg.httpOptional); err != nil {
-			authzLn.Close()
 			return err
 		}
 		opts := api.Options{
-			Ready: func() api.Status {
-				rev := svc.Revision()
-				return api.Status{Ready: rev != "", Revision: rev, Checks: map[string]string{"policy": readyText(rev)}}
-			},
 			Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-			Authz:   authz.HTTPHandler(extauthz.HTTPOptions{}),
 			Pprof:   cfg.pprof,
 			Logger:  log,
+		}
+		if svc != nil {
+			opts.Ready = func() api.Status {
+				rev := svc.Revision()
+				return api.Status{Ready: rev != "", Revision: rev, Checks: map[string]string{"policy": readyText(rev)}}
+			}
+			opts.Authz = authz.HTTPHandler(extauthz.HTTPOptions{})
 		}
 		opts.Ports = registry
 		if cp != nil {
@@ -279,8 +285,10 @@ func run(ctx context.Context, cfg *serveConfig) error {
 	}
 
 	dpath := discovery.Path(cfg.dataDir)
-	info := discovery.Info{PID: os.Getpid(), Version: buildVersion(), StartedAt: time.Now().UTC(),
-		AuthzAddr: authzLn.Addr().String(), DataDir: absPath(cfg.dataDir)}
+	info := discovery.Info{PID: os.Getpid(), Version: buildVersion(), StartedAt: time.Now().UTC(), DataDir: absPath(cfg.dataDir)}
+	if authzLn != nil {
+		info.AuthzAddr = authzLn.Addr().String()
+	}
 	if httpLn != nil {
 		info.HTTPAddr = httpLn.Addr().String()
 	}
@@ -292,15 +300,17 @@ func run(ctx context.Context, cfg *serveConfig) error {
 	}
 	defer discovery.Remove(dpath, info.PID)
 	log.Info("gavel serving", "version", info.Version, "authz_addr", info.AuthzAddr, "http_addr", info.HTTPAddr, "xds_addr", info.XDSAddr,
-		"revision", svc.Revision(), "discovery_file", dpath)
+		"discovery_file", dpath)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := gs.Serve(authzLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			return fmt.Errorf("ext_authz server: %w", err)
-		}
-		return nil
-	})
+	if gs != nil {
+		g.Go(func() error {
+			if err := gs.Serve(authzLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				return fmt.Errorf("ext_authz server: %w", err)
+			}
+			return nil
+		})
+	}
 	if hsrv != nil {
 		g.Go(func() error {
 			if err := hsrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -316,18 +326,15 @@ func run(ctx context.Context, cfg *serveConfig) error {
 		g.Go(func() error { return cp.run(gctx) })
 	}
 	g.Go(func() error {
-		reloadOnHUP(gctx, log, svc, func() (*policy.Bundle, error) {
-			if cp != nil {
-				cp.reload()
-			}
-			return loadBundleWithKeys(cfg.bundle, cfg.apiKeys)
-		})
+		reloadOnHUP(gctx, log, svc, cp, func() (*policy.Bundle, error) { return loadBundleWithKeys(cfg.bundle, cfg.apiKeys) })
 		return nil
 	})
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", "timeout", cfg.shutdownTimeout.String())
-		setServing(hs, healthpb.HealthCheckResponse_NOT_SERVING)
+		if hs != nil {
+			setServing(hs, healthpb.HealthCheckResponse_NOT_SERVING)
+		}
 		shutdown(gs, hsrv, cfg.shutdownTimeout)
 		return nil
 	})
@@ -371,20 +378,28 @@ func shutdown(gs *grpc.Server, hsrv *http.Server, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	done := make(chan struct{})
-	go func() { gs.GracefulStop(); close(done) }()
+	go func() {
+		if gs != nil {
+			gs.GracefulStop()
+		}
+		close(done)
+	}()
 	if hsrv != nil {
 		_ = hsrv.Shutdown(ctx)
 	}
 	select {
 	case <-done:
 	case <-ctx.Done():
-		gs.Stop()
+		if gs != nil {
+			gs.Stop()
+		}
 	}
 }
 
-// reloadOnHUP reloads the bundle (and the API key file) on SIGHUP. A bundle
-// that fails to load or compile is logged and the active one keeps serving.
-func reloadOnHUP(ctx context.Context, log *slog.Logger, svc *policy.Service, load func() (*policy.Bundle, error)) {
+// reloadOnHUP reloads, on SIGHUP, the services file (cp) and the bundle
+// with its API key file (svc). Whatever fails to load or compile is logged
+// and the running configuration keeps serving.
+func reloadOnHUP(ctx context.Context, log *slog.Logger, svc *policy.Service, cp *controlPlane, load func() (*policy.Bundle, error)) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -393,6 +408,12 @@ func reloadOnHUP(ctx context.Context, log *slog.Logger, svc *policy.Service, loa
 		case <-ctx.Done():
 			return
 		case <-hup:
+		}
+		if cp != nil {
+			cp.reload()
+		}
+		if svc == nil {
+			continue
 		}
 		b, err := load()
 		if err != nil {
