@@ -4,13 +4,17 @@ import (
 	"cmp"
 	"slices"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // buildLoadAssignment makes the service's EDS resource: one locality
-// (weight 1, which Envoy requires once any locality is weighted) holding
-// the endpoints sorted by address and port. A service with no endpoints
+// (weight 1, which Envoy requires once any locality is weighted, and
+// without which gRPC-Go drops the locality) holding the endpoints sorted by
+// address and port. The locality is present but unnamed: gRPC-Go NACKs an
+// assignment with a locality that has no locality field at all ("EDS
+// response contains a locality without ID"). A service with no endpoints
 // still gets an empty assignment so its cluster warms.
 func buildLoadAssignment(s Service) *endpointv3.ClusterLoadAssignment {
 	eps := slices.Clone(s.Endpoints)
@@ -26,6 +30,7 @@ func buildLoadAssignment(s Service) *endpointv3.ClusterLoadAssignment {
 		lb[i] = lbEndpoint(e)
 	}
 	cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{
+		Locality:            &corev3.Locality{},
 		LoadBalancingWeight: wrapperspb.UInt32(1),
 		LbEndpoints:         lb,
 	}}

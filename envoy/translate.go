@@ -20,16 +20,27 @@ import (
 // Resources are the xDS resources for one IR, each slice sorted by name.
 // Every cluster has a ClusterLoadAssignment of the same name (EDS) except
 // the STATIC authz cluster, and every listener names a route configuration
-// (RDS), so a snapshot made of them is consistent.
+// (RDS), so a snapshot made of ByType is consistent.
+//
+// ProxylessListeners and ProxylessRoutes serve proxyless gRPC clients
+// (see proxyless.go): an api_listener named after each service and its
+// route configuration, over the same clusters and assignments. They are
+// kept out of ByType (Envoy cannot take an api_listener over LDS, and
+// go-control-plane's Snapshot.Consistent does not see RDS names referenced
+// from api_listeners); ProxylessByType serves them, and
+// [Resources.CheckReferences] checks the whole set.
 type Resources struct {
 	Listeners []*listenerv3.Listener
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
+
+	ProxylessListeners []*listenerv3.Listener
+	ProxylessRoutes    []*routev3.RouteConfiguration
 }
 
-// ByType groups the resources by type URL, the shape go-control-plane's
-// cache.NewSnapshot takes.
+// ByType groups the sidecar resources by type URL, the shape
+// go-control-plane's cache.NewSnapshot takes.
 func (r Resources) ByType() map[resourcev3.Type][]types.Resource {
 	return map[resourcev3.Type][]types.Resource{
 		resourcev3.ListenerType: asResources(r.Listeners),
@@ -37,6 +48,33 @@ func (r Resources) ByType() map[resourcev3.Type][]types.Resource {
 		resourcev3.ClusterType:  asResources(r.Clusters),
 		resourcev3.EndpointType: asResources(r.Endpoints),
 	}
+}
+
+// ProxylessByType groups what proxyless gRPC clients are served: their
+// api_listeners and route configurations, and the clusters and
+// assignments they share with the sidecars.
+func (r Resources) ProxylessByType() map[resourcev3.Type][]types.Resource {
+	return map[resourcev3.Type][]types.Resource{
+		resourcev3.ListenerType: asResources(r.ProxylessListeners),
+		resourcev3.RouteType:    asResources(r.ProxylessRoutes),
+		resourcev3.ClusterType:  asResources(r.Clusters),
+		resourcev3.EndpointType: asResources(r.Endpoints),
+	}
+}
+
+// AllListeners returns the sidecar and proxyless listeners, sorted by name.
+func (r Resources) AllListeners() []*listenerv3.Listener {
+	out := slices.Concat(r.Listeners, r.ProxylessListeners)
+	sortBy(out, (*listenerv3.Listener).GetName)
+	return out
+}
+
+// AllRoutes returns the sidecar and proxyless route configurations, sorted
+// by name.
+func (r Resources) AllRoutes() []*routev3.RouteConfiguration {
+	out := slices.Concat(r.Routes, r.ProxylessRoutes)
+	sortBy(out, (*routev3.RouteConfiguration).GetName)
+	return out
 }
 
 func asResources[T types.Resource](in []T) []types.Resource {
@@ -83,12 +121,27 @@ func Translate(ir IR) (Resources, error) {
 		res.Routes = append(res.Routes, rc)
 		res.Clusters = append(res.Clusters, c)
 		res.Endpoints = append(res.Endpoints, buildLoadAssignment(s))
+
+		pl, err := buildProxylessListener(s)
+		if err != nil {
+			return Resources{}, fmt.Errorf("translate: service %q: proxyless listener: %w", s.Name, err)
+		}
+		res.ProxylessListeners = append(res.ProxylessListeners, pl)
+		res.ProxylessRoutes = append(res.ProxylessRoutes, buildProxylessRouteConfig(s))
 	}
 	sortBy(res.Listeners, (*listenerv3.Listener).GetName)
 	sortBy(res.Routes, (*routev3.RouteConfiguration).GetName)
 	sortBy(res.Clusters, (*clusterv3.Cluster).GetName)
 	sortBy(res.Endpoints, (*endpointv3.ClusterLoadAssignment).GetClusterName)
+	sortBy(res.ProxylessListeners, (*listenerv3.Listener).GetName)
+	sortBy(res.ProxylessRoutes, (*routev3.RouteConfiguration).GetName)
 	if err := res.validate(); err != nil {
+		return Resources{}, fmt.Errorf("translate: %w", err)
+	}
+	// Names must not clash across sidecar and proxyless resources (a
+	// service named ingress_<other> would), and every reference, including
+	// those from api_listeners, must resolve.
+	if err := res.CheckReferences(); err != nil {
 		return Resources{}, fmt.Errorf("translate: %w", err)
 	}
 	return res, nil
@@ -111,10 +164,10 @@ func (r Resources) validate() error {
 			errs = append(errs, fmt.Errorf("%s %q: %w", kind, name, err))
 		}
 	}
-	for _, m := range r.Listeners {
+	for _, m := range r.AllListeners() {
 		check("listener", m.GetName(), m)
 	}
-	for _, m := range r.Routes {
+	for _, m := range r.AllRoutes() {
 		check("route configuration", m.GetName(), m)
 	}
 	for _, m := range r.Clusters {

@@ -129,6 +129,9 @@ func checkInvariants(t *testing.T, res Resources) {
 			if loc.GetLoadBalancingWeight().GetValue() == 0 {
 				t.Errorf("assignment %s: locality without load_balancing_weight", e.GetClusterName())
 			}
+			if loc.GetLocality() == nil {
+				t.Errorf("assignment %s: locality without a locality field (gRPC-Go NACKs it)", e.GetClusterName())
+			}
 		}
 	}
 	for _, c := range res.Clusters {
@@ -203,7 +206,11 @@ func marshalResources(t testing.TB, res Resources) []byte {
 		Routes    []json.RawMessage `json:"routes"`
 		Clusters  []json.RawMessage `json:"clusters"`
 		Endpoints []json.RawMessage `json:"endpoints"`
-	}{enc(msgs(res.Listeners)), enc(msgs(res.Routes)), enc(msgs(res.Clusters)), enc(msgs(res.Endpoints))}
+		// Proxyless gRPC clients' api_listeners and routes (proxyless.go).
+		ProxylessListeners []json.RawMessage `json:"proxyless_listeners"`
+		ProxylessRoutes    []json.RawMessage `json:"proxyless_routes"`
+	}{enc(msgs(res.Listeners)), enc(msgs(res.Routes)), enc(msgs(res.Clusters)), enc(msgs(res.Endpoints)),
+		enc(msgs(res.ProxylessListeners)), enc(msgs(res.ProxylessRoutes))}
 	compact, err := json.Marshal(doc)
 	if err != nil {
 		t.Fatal(err)

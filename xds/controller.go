@@ -48,9 +48,9 @@ type Controller struct {
 	ir       envoy.IR
 	dirty    bool            // the inputs changed since the last build
 	first    time.Time       // first change not yet pushed (zero: none)
-	nodes    map[string]bool // every node id that connected
+	nodes    map[string]bool // every node id that connected: is it a proxyless gRPC client?
 	pending  map[string]bool // nodes that have not been given a snapshot yet
-	lastGood *cache.Snapshot // nil until the first successful build
+	lastGood *snapshots      // nil until the first successful build
 	version  uint64          // version of lastGood
 }
 
@@ -79,6 +79,21 @@ func NewController(srv *Server, registry ports.Registry, opts ControllerOptions)
 	return c
 }
 
+// snapshots are the two snapshots of one build, with the same version:
+// Envoy sidecars get the sidecar one (ingress_<service> listeners), and
+// proxyless gRPC clients the proxyless one (api_listeners named after the
+// services), both over the same clusters and assignments.
+type snapshots struct {
+	sidecar, proxyless *cache.Snapshot
+}
+
+func (s *snapshots) forNode(proxyless bool) *cache.Snapshot {
+	if proxyless {
+		return s.proxyless
+	}
+	return s.sidecar
+}
+
 // SetIR replaces the base IR; the next snapshot is built from it.
 func (c *Controller) SetIR(ir envoy.IR) {
 	c.mu.Lock()
@@ -88,14 +103,19 @@ func (c *Controller) SetIR(ir envoy.IR) {
 	c.signal()
 }
 
-// AddNode makes a node id known: it is given the snapshot in force (after
-// the holdoff) and every later one. Called by the server on a stream's
-// first request; adding a known node does nothing.
-func (c *Controller) AddNode(id string) {
+// AddNode makes a node id known as an Envoy sidecar: it is given the
+// snapshot in force (after the holdoff) and every later one. Adding a known
+// node does nothing.
+func (c *Controller) AddNode(id string) { c.addNode(id, false) }
+
+// addNode is AddNode for either kind of node; the server calls it on a
+// stream's first request, with proxyless set for gRPC clients (see
+// isProxyless). A node keeps the kind it first connected with.
+func (c *Controller) addNode(id string, proxyless bool) {
 	c.mu.Lock()
-	known := c.nodes[id]
+	_, known := c.nodes[id]
 	if !known {
-		c.nodes[id] = true
+		c.nodes[id] = proxyless
 		c.pending[id] = true
 		if c.first.IsZero() {
 			c.first = time.Now()
@@ -212,8 +232,12 @@ func (c *Controller) push(ctx context.Context) {
 	}
 }
 
-func (c *Controller) set(ctx context.Context, nodes []string, snap *cache.Snapshot) {
+func (c *Controller) set(ctx context.Context, nodes []string, snaps *snapshots) {
 	for _, n := range nodes {
+		c.mu.Lock()
+		proxyless := c.nodes[n]
+		c.mu.Unlock()
+		snap := snaps.forNode(proxyless)
 		if err := c.cache.SetSnapshot(ctx, n, snap); err != nil {
 			c.log.Error("xds: set snapshot", "node", n, "version", snap.GetVersion(""), "error", err)
 		}
@@ -223,7 +247,7 @@ func (c *Controller) set(ctx context.Context, nodes []string, snap *cache.Snapsh
 // build merges the live instances into ir, translates it and checks the
 // snapshot. The version is taken only when everything succeeded, so
 // versions count good snapshots: 1, 2, 3, ...
-func (c *Controller) build(ctx context.Context, ir envoy.IR) (*cache.Snapshot, uint64, error) {
+func (c *Controller) build(ctx context.Context, ir envoy.IR) (*snapshots, uint64, error) {
 	if c.registry != nil {
 		insts, err := c.registry.List(ctx)
 		if err != nil {
@@ -238,19 +262,34 @@ func (c *Controller) build(ctx context.Context, ir envoy.IR) (*cache.Snapshot, u
 	c.mu.Lock()
 	version := c.version + 1
 	c.mu.Unlock()
-	snap, err := cache.NewSnapshot(strconv.FormatUint(version, 10), res.ByType())
+	v := strconv.FormatUint(version, 10)
+	snap, err := cache.NewSnapshot(v, res.ByType())
 	if err != nil {
 		return nil, 0, fmt.Errorf("new snapshot: %w", err)
 	}
 	if err := snap.Consistent(); err != nil {
 		return nil, 0, fmt.Errorf("snapshot %d is not consistent: %w", version, err)
 	}
-	// The same snapshot is set for every node. Build its version map (used
-	// by delta streams) now, so the cache never writes to a shared snapshot.
-	if err := snap.ConstructVersionMap(); err != nil {
-		return nil, 0, fmt.Errorf("snapshot %d: version map: %w", version, err)
+	// go-control-plane's Consistent collects RDS names from listeners'
+	// filter chains only, never from api_listeners, so it would call every
+	// proxyless route configuration unreferenced. CheckReferences (also run
+	// by Translate) checks them, api_listeners included.
+	proxyless, err := cache.NewSnapshot(v, res.ProxylessByType())
+	if err != nil {
+		return nil, 0, fmt.Errorf("new proxyless snapshot: %w", err)
 	}
-	return snap, version, nil
+	if err := res.CheckReferences(); err != nil {
+		return nil, 0, fmt.Errorf("snapshot %d is not consistent: %w", version, err)
+	}
+	// The same snapshots are set for every node. Build their version maps
+	// (used by delta streams) now, so the cache never writes to a shared
+	// snapshot.
+	for _, s := range []*cache.Snapshot{snap, proxyless} {
+		if err := s.ConstructVersionMap(); err != nil {
+			return nil, 0, fmt.Errorf("snapshot %d: version map: %w", version, err)
+		}
+	}
+	return &snapshots{sidecar: snap, proxyless: proxyless}, version, nil
 }
 
 // withInstances returns a copy of ir in which every live instance of a

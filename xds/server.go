@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,8 +131,15 @@ func (s *Server) connect(st *streamState, node *core.Node) {
 		s.log.Info("xds node connected", "node", st.node, "cluster", node.GetCluster())
 	}
 	if c := s.nodes.Load(); c != nil {
-		c.AddNode(st.node)
+		c.addNode(st.node, isProxyless(node))
 	}
+}
+
+// isProxyless reports whether the node is a proxyless gRPC client rather
+// than an Envoy: gRPC's xDS clients name themselves "gRPC Go", "gRPC Java",
+// "gRPC C-core" and so on in user_agent_name; Envoy says "envoy".
+func isProxyless(node *core.Node) bool {
+	return strings.HasPrefix(strings.ToLower(node.GetUserAgentName()), "grpc")
 }
 
 func (s *Server) disconnect(st *streamState) {
