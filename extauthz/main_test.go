@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"go.uber.org/goleak"
@@ -39,7 +40,7 @@ func newService(t testing.TB) *policy.Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := policy.NewService(policy.Options{Logger: discardLogger})
+	svc := policy.NewService(policy.Options{EvalTimeout: time.Minute, Logger: discardLogger})
 	if _, err := svc.Activate(t.Context(), bundle); err != nil {
 		t.Fatal(err)
 	}

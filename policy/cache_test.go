@@ -176,6 +176,9 @@ capped := {"allowed": true, "ttl": 30}
 func newTestService(t *testing.T, opts Options, src string) *Service {
 	t.Helper()
 	opts.Logger = slog.New(slog.DiscardHandler)
+	if opts.EvalTimeout == 0 {
+		opts.EvalTimeout = time.Minute // semantics, not speed: -race on a busy machine is slow
+	}
 	s := NewService(opts)
 	b, err := NewBundle("test", map[string][]byte{"/svc/p.rego": []byte(src)})
 	if err != nil {

@@ -386,7 +386,7 @@ func TestCachedDecisionsEqualEvaluated(t *testing.T) {
 	}
 
 	shared := &mapShared{entries: map[Key]Decision{}}
-	s := NewService(Options{Cache: CacheOptions{Shared: shared}, Logger: slog.New(slog.DiscardHandler)})
+	s := NewService(Options{Cache: CacheOptions{Shared: shared}, EvalTimeout: time.Minute, Logger: slog.New(slog.DiscardHandler)})
 	var tl tally
 	activate := func(b *Bundle) {
 		t.Helper()
@@ -504,7 +504,7 @@ func TestWrongCacheKeyIsCaught(t *testing.T) {
 
 	// The service bypasses the cache for it.
 	shared := &mapShared{entries: map[Key]Decision{}}
-	s := NewService(Options{Cache: CacheOptions{Shared: shared}, Logger: slog.New(slog.DiscardHandler)})
+	s := NewService(Options{Cache: CacheOptions{Shared: shared}, EvalTimeout: time.Minute, Logger: slog.New(slog.DiscardHandler)})
 	if _, err := s.Activate(t.Context(), wrong); err != nil {
 		t.Fatal(err)
 	}

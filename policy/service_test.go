@@ -111,6 +111,9 @@ func newService(t testing.TB, opts policy.Options, files map[string]string) (*po
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
 	}
+	if opts.EvalTimeout == 0 {
+		opts.EvalTimeout = time.Minute // semantics, not speed: -race on a busy machine is slow
+	}
 	s := policy.NewService(opts)
 	e, err := s.Activate(t.Context(), newBundle(t, files))
 	if err != nil {
