@@ -23,11 +23,12 @@ const defaultXDSAddr = "127.0.0.1:18000"
 // controlPlane is the xDS part of gavel serve: the ADS server and the
 // controller that feeds it from the services file and port discovery.
 type controlPlane struct {
-	ln   net.Listener
-	gs   *grpc.Server
-	ctrl *xds.Controller
-	path string // the services file ("" for none)
-	log  *slog.Logger
+	ln       net.Listener
+	gs       *grpc.Server
+	ctrl     *xds.Controller
+	path     string // the services file ("" for none)
+	log      *slog.Logger
+	failOpen *prometheus.GaugeVec
 }
 
 // loadServices reads the services file; no file is an empty IR.
@@ -56,17 +57,22 @@ func newControlPlane(ctx context.Context, cfg *serveConfig, log *slog.Logger, re
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range ir.WithDefaults().Services {
-		if s.FailOpen {
-			log.Warn("service fails open: its requests are allowed when gavel cannot answer", "service", s.Name)
-		}
-	}
 	cp := &controlPlane{
 		ctrl: xds.NewController(srv, registry, xds.ControllerOptions{IR: ir, Logger: log}),
 		gs:   grpc.NewServer(xds.GRPCServerOptions()...),
 		path: cfg.services,
 		log:  log,
+		failOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gavel_xds_service_fail_open",
+			Help: "1 for each service whose Envoys allow requests when gavel cannot answer (fail_open in the services file).",
+		}, []string{"service"}),
 	}
+	if reg != nil {
+		if err := reg.Register(cp.failOpen); err != nil {
+			return nil, err
+		}
+	}
+	cp.noteFailOpen(ir)
 	srv.Register(cp.gs)
 	if cp.ln, err = listen(log, "xds", cfg.xdsAddr, cfg.xdsAddr == defaultXDSAddr); err != nil {
 		return nil, err
@@ -103,7 +109,20 @@ func (cp *controlPlane) reload() {
 		return
 	}
 	cp.ctrl.SetIR(ir)
+	cp.noteFailOpen(ir)
 	cp.log.Info("services file reloaded", "path", cp.path, "services", len(ir.Services))
+}
+
+// noteFailOpen logs and exports the services that chose to fail open: an
+// explicit, visible exception to gavel's fail-closed default.
+func (cp *controlPlane) noteFailOpen(ir envoy.IR) {
+	cp.failOpen.Reset()
+	for _, s := range ir.Services {
+		if s.FailOpen {
+			cp.failOpen.WithLabelValues(s.Name).Set(1)
+			cp.log.Warn("service fails open: its requests are allowed when gavel cannot answer", "service", s.Name)
+		}
+	}
 }
 
 // snapshotJSON is the admin dump of a node's current configuration.

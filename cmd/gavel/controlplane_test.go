@@ -25,6 +25,11 @@ const servicesYAML = `services:
     routes:
       - {name: health, path: /healthz, public: true}
       - {name: all, path_prefix: /}
+  - name: legacy
+    fail_open: true
+    listener: {address: 127.0.0.1, port: 10002}
+    routes:
+      - {name: all, path_prefix: /}
 `
 
 // TestControlPlaneServesRegisteredInstances runs gavel serve with a
@@ -84,20 +89,34 @@ func TestControlPlaneServesRegisteredInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	cds := recv(resourcev3.ClusterType)
-	var cluster clusterv3.Cluster
-	if len(cds.Resources) != 1 || cds.Resources[0].UnmarshalTo(&cluster) != nil || cluster.Name != "service_orders" {
+	cluster := &clusterv3.Cluster{}
+	for _, r := range cds.Resources {
+		c := &clusterv3.Cluster{}
+		if err := r.UnmarshalTo(c); err == nil && c.Name == "service_orders" {
+			cluster = c
+		}
+	}
+	if len(cds.Resources) != 2 || cluster.Name != "service_orders" {
 		t.Fatalf("clusters: %v", cds.Resources)
 	}
 	// ACK, then ask for the cluster's endpoints.
 	if err := stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: cds.VersionInfo, ResponseNonce: cds.Nonce}); err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{cluster.Name}}); err != nil {
+	// As Envoy does, ask for the endpoints of every EDS cluster: in ADS mode
+	// the answer waits until all of them are named.
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{"service_legacy", cluster.Name}}); err != nil {
 		t.Fatal(err)
 	}
 	eds := recv(resourcev3.EndpointType)
-	var cla endpointv3.ClusterLoadAssignment
-	if len(eds.Resources) != 1 || eds.Resources[0].UnmarshalTo(&cla) != nil {
+	cla := &endpointv3.ClusterLoadAssignment{}
+	for _, r := range eds.Resources {
+		c := &endpointv3.ClusterLoadAssignment{}
+		if err := r.UnmarshalTo(c); err == nil && c.ClusterName == cluster.Name {
+			cla = c
+		}
+	}
+	if len(cla.GetEndpoints()) == 0 {
 		t.Fatalf("endpoints: %v", eds.Resources)
 	}
 	got := cla.GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetPortValue()
@@ -114,6 +133,19 @@ func TestControlPlaneServesRegisteredInstances(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "ingress_orders") {
 		t.Fatalf("snapshot dump: %d %s", resp.StatusCode, body)
+	}
+	// The fail-open exception is visible: logged and exported.
+	resp, err = http.Get("http://" + g.info.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `gavel_xds_service_fail_open{service="legacy"} 1`) || strings.Contains(string(body), `service="orders"`) {
+		t.Errorf("fail-open metric missing or wrong:\n%s", grepLines(string(body), "fail_open"))
+	}
+	if !strings.Contains(g.logs.String(), "service fails open") {
+		t.Error("the fail-open service was not logged")
 	}
 	resp, err = http.Get("http://" + g.info.HTTPAddr + "/v1/xds/nodes/nobody/snapshot")
 	if err != nil {
@@ -143,4 +175,14 @@ func TestControlPlaneCommand(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("/authz on the control plane: %d, want 404", resp.StatusCode)
 	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
