@@ -119,6 +119,18 @@ func isBundleFile(p string) bool {
 	return false
 }
 
+// inHiddenDir reports whether a cleaned path lies below a hidden directory
+// (.git, .github): such files are not part of a bundle, from a directory or
+// a tarball alike.
+func inHiddenDir(clean string) bool {
+	for _, part := range strings.Split(strings.Trim(path.Dir(clean), "/"), "/") {
+		if strings.HasPrefix(part, ".") {
+			return true
+		}
+	}
+	return false
+}
+
 // cleanBundlePath makes p slash-rooted and refuses paths that leave the
 // bundle root. A leading "/" or "./" is the bundle root, as in tarballs that
 // `opa build` writes.
@@ -258,7 +270,7 @@ func ReadTarGz(source string, r io.Reader, limits Limits) (*Bundle, error) {
 		if total > limits.MaxContentBytes {
 			return nil, fmt.Errorf("read bundle %s: %w: content exceeds %d bytes", source, ErrBundleTooLarge, limits.MaxContentBytes)
 		}
-		if !isBundleFile(clean) {
+		if !isBundleFile(clean) || inHiddenDir(clean) {
 			continue
 		}
 		if _, dup := files[clean]; dup {

@@ -160,6 +160,8 @@ func TestSameContentSameRevision(t *testing.T) {
 		opaBuild = append(opaBuild, reg(p, sampleFiles[p]))
 	}
 	opaBuild = append(opaBuild, reg("/README.md", "docs"))
+	// Hidden directories are skipped in a tarball as in a directory.
+	opaBuild = append(opaBuild, reg("/.git/hooks/pre.rego", "package git\n"), reg("/envoy/.cache/data.json", `{"hidden": true}`))
 	// As `tar -C dir -czf - .` writes it: "./" prefixes and directories.
 	dotSlash := []tarEntry{{name: "./", typeflag: tar.TypeDir}, {name: "./envoy/authz/", typeflag: tar.TypeDir}}
 	for _, p := range want {
