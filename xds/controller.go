@@ -37,7 +37,7 @@ type ControllerOptions struct {
 // for every node that ever connected; a change that fails keeps the last
 // good snapshot in force.
 type Controller struct {
-	cache    cache.SnapshotCache
+	srv      *Server // its caches receive the snapshots
 	registry ports.Registry
 	metrics  *metrics
 	log      *slog.Logger
@@ -65,7 +65,7 @@ func NewController(srv *Server, registry ports.Registry, opts ControllerOptions)
 		opts.Logger = slog.Default()
 	}
 	c := &Controller{
-		cache:    srv.cache,
+		srv:      srv,
 		registry: registry,
 		metrics:  srv.metrics,
 		log:      opts.Logger.With("component", "xds-controller"),
@@ -129,7 +129,10 @@ func (c *Controller) addNode(id string, proxyless bool) {
 
 // Snapshot returns the snapshot set for nodeID (for the admin dump).
 func (c *Controller) Snapshot(nodeID string) (cache.ResourceSnapshot, error) {
-	return c.cache.GetSnapshot(nodeID)
+	c.mu.Lock()
+	proxyless := c.nodes[nodeID]
+	c.mu.Unlock()
+	return c.srv.cacheFor(proxyless).GetSnapshot(nodeID)
 }
 
 // Version is the version of the snapshot in force, 0 before the first.
@@ -238,7 +241,7 @@ func (c *Controller) set(ctx context.Context, nodes []string, snaps *snapshots) 
 		proxyless := c.nodes[n]
 		c.mu.Unlock()
 		snap := snaps.forNode(proxyless)
-		if err := c.cache.SetSnapshot(ctx, n, snap); err != nil {
+		if err := c.srv.cacheFor(proxyless).SetSnapshot(ctx, n, snap); err != nil {
 			c.log.Error("xds: set snapshot", "node", n, "version", snap.GetVersion(""), "error", err)
 		}
 	}

@@ -33,17 +33,22 @@ type ServerOptions struct {
 	Registerer prometheus.Registerer
 }
 
-// Server is the xDS server: a go-control-plane snapshot cache in ADS mode
-// (EDS and RDS answers wait until every requested name is in the snapshot,
-// so updates are atomic) and the go-control-plane server over it, with
-// callbacks that tell the [Controller] which nodes connect and account for
-// NACKs.
+// Server is the xDS server: two go-control-plane snapshot caches and the
+// go-control-plane server over them, with callbacks that tell the
+// [Controller] which nodes connect and account for NACKs. Envoy sidecars
+// are served from a cache in ADS mode (EDS and RDS answers wait until every
+// name in the snapshot is requested, so updates are atomic; Envoy always
+// asks for all of them). Proxyless gRPC clients ask only for the names each
+// channel uses, which ADS mode would never answer once the snapshot holds
+// more than one service, so they are served from a cache that answers
+// whatever is asked.
 type Server struct {
-	cache   cache.SnapshotCache
-	xds     server.Server
-	metrics *metrics
-	log     *slog.Logger
-	nodes   atomic.Pointer[Controller] // set by NewController
+	cache     cache.SnapshotCache // Envoy sidecars, ADS mode
+	grpcCache cache.SnapshotCache // proxyless gRPC clients
+	xds       server.Server
+	metrics   *metrics
+	log       *slog.Logger
+	nodes     atomic.Pointer[Controller] // set by NewController
 
 	mu    sync.Mutex
 	sotw  map[int64]*streamState // SotW streams by id
@@ -80,7 +85,15 @@ func NewServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 		refs:    map[string]int{},
 	}
 	s.cache = cache.NewSnapshotCache(true, cache.IDHash{}, gcpLogger(s.log))
-	s.xds = server.NewServer(ctx, s.cache, server.CallbackFuncs{
+	s.grpcCache = cache.NewSnapshotCache(false, cache.IDHash{}, gcpLogger(s.log))
+	// The servers fill in the stream's node on every request before the
+	// cache sees it, so each request can be classified by its node.
+	mux := &cache.MuxCache{
+		Classify:      func(r *cache.Request) string { return nodeKind(r.GetNode()) },
+		ClassifyDelta: func(r *cache.DeltaRequest) string { return nodeKind(r.GetNode()) },
+		Caches:        map[string]cache.Cache{kindEnvoy: s.cache, kindGRPC: s.grpcCache},
+	}
+	s.xds = server.NewServer(ctx, mux, server.CallbackFuncs{
 		StreamRequestFunc:      s.onStreamRequest,
 		StreamResponseFunc:     s.onStreamResponse,
 		StreamClosedFunc:       s.onStreamClosed,
@@ -133,6 +146,27 @@ func (s *Server) connect(st *streamState, node *core.Node) {
 	if c := s.nodes.Load(); c != nil {
 		c.addNode(st.node, isProxyless(node))
 	}
+}
+
+// Node kinds, the keys of the server's caches.
+const (
+	kindEnvoy = "envoy"
+	kindGRPC  = "grpc"
+)
+
+func nodeKind(node *core.Node) string {
+	if isProxyless(node) {
+		return kindGRPC
+	}
+	return kindEnvoy
+}
+
+// cacheFor is the cache that serves nodes of one kind.
+func (s *Server) cacheFor(proxyless bool) cache.SnapshotCache {
+	if proxyless {
+		return s.grpcCache
+	}
+	return s.cache
 }
 
 // isProxyless reports whether the node is a proxyless gRPC client rather
