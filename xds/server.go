@@ -230,10 +230,19 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 	defer s.mu.Unlock()
 	st := stream(s.sotw, id)
 	s.connect(st, req.GetNode())
+	typeURL := req.GetTypeUrl()
 	if req.GetErrorDetail() == nil {
+		// A version this stream was never sent (the client resumes from an
+		// earlier stream, possibly of another control plane process, whose
+		// counter may have reached the same number) proves nothing about
+		// what the client holds: the cache would open a watch at that
+		// version and never answer a snapshot that happens to carry the
+		// same one. Forget it, so the client is sent the current snapshot.
+		if _, sent := st.sent[typeURL]; !sent {
+			req.VersionInfo = ""
+		}
 		return nil
 	}
-	typeURL := req.GetTypeUrl()
 	rejected := ""
 	if sent, ok := st.sent[typeURL]; ok && sent.nonce == req.GetResponseNonce() {
 		rejected = sent.version
