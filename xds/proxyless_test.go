@@ -61,12 +61,7 @@ func TestProxylessGRPCClient(t *testing.T) {
 	leases := map[string]string{}
 	for range 3 {
 		addr := startBackend(t)
-		_, port, _ := net.SplitHostPort(addr)
-		p, _ := strconv.Atoi(port)
-		inst, err := f.reg.Register(t.Context(), ports.Request{Service: "greeter", Address: "127.0.0.1", Port: p})
-		if err != nil {
-			t.Fatal(err)
-		}
+		inst := registerBackend(t, f.reg, "greeter", addr)
 		backends = append(backends, addr)
 		leases[addr] = inst.ID
 	}
@@ -524,11 +519,7 @@ func TestProxylessCircuitBreaker(t *testing.T) {
 	b := newBlocker()
 	addr := startBackend(t, b.register)
 	t.Cleanup(b.unblock) // runs before the backend stops
-	_, port, _ := net.SplitHostPort(addr)
-	p, _ := strconv.Atoi(port)
-	if _, err := f.reg.Register(t.Context(), ports.Request{Service: "greeter", Address: "127.0.0.1", Port: p}); err != nil {
-		t.Fatal(err)
-	}
+	registerBackend(t, f.reg, "greeter", addr)
 
 	c := startProxylessClient(t, f.addr)
 	// The client has the configuration and reaches the backend (health
@@ -610,11 +601,7 @@ func TestProxylessConfigChange(t *testing.T) {
 	b := newBlocker()
 	addr := startBackend(t, b.register)
 	t.Cleanup(b.unblock) // runs before the backend stops
-	_, port, _ := net.SplitHostPort(addr)
-	p, _ := strconv.Atoi(port)
-	if _, err := f.reg.Register(t.Context(), ports.Request{Service: "greeter", Address: "127.0.0.1", Port: p}); err != nil {
-		t.Fatal(err)
-	}
+	registerBackend(t, f.reg, "greeter", addr)
 
 	c := startProxylessClient(t, f.addr)
 	if counts := c.expect([]string{addr}); counts[addr] != proxylessBatch {
@@ -692,11 +679,7 @@ func TestProxylessAddService(t *testing.T) {
 
 	register := func(service string) string {
 		addr := startBackend(t)
-		_, port, _ := net.SplitHostPort(addr)
-		p, _ := strconv.Atoi(port)
-		if _, err := f.reg.Register(t.Context(), ports.Request{Service: service, Address: "127.0.0.1", Port: p}); err != nil {
-			t.Fatal(err)
-		}
+		registerBackend(t, f.reg, service, addr)
 		return addr
 	}
 	one := register("greeter")
@@ -724,4 +707,17 @@ func TestProxylessAddService(t *testing.T) {
 	if counts := c.expect([]string{one}); counts[one] != proxylessBatch {
 		t.Errorf("greeter after SetIR: %v, want all %d on %s", counts, proxylessBatch, one)
 	}
+}
+
+// registerBackend registers the backend at addr (127.0.0.1:port) as an
+// instance of service.
+func registerBackend(t *testing.T, reg ports.Registry, service, addr string) ports.Instance {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	inst, err := reg.Register(t.Context(), ports.Request{Service: service, Address: "127.0.0.1", Port: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inst
 }

@@ -110,11 +110,7 @@ func (cp *controlPlane) stop(t *testing.T) {
 // service in the control plane's registry.
 func (cp *controlPlane) register(t *testing.T, service, addr string) {
 	t.Helper()
-	_, port, _ := net.SplitHostPort(addr)
-	p, _ := strconv.Atoi(port)
-	if _, err := cp.reg.Register(t.Context(), ports.Request{Service: service, Address: "127.0.0.1", Port: p}); err != nil {
-		t.Fatal(err)
-	}
+	registerBackend(t, cp.reg, service, addr)
 }
 
 // TestProxylessControlPlaneRestart proves that gRPC-Go's xDS client rides
