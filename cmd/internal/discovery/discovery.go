@@ -32,6 +32,10 @@ type Info struct {
 	XDSAddr string `json:"xds_addr,omitempty"`
 	// DataDir is where this gavel keeps its data.
 	DataDir string `json:"data_dir,omitempty"`
+	// HookToken is the bearer token the hooks endpoint and the MCP server
+	// accept from local agents (gavel-hook reads it from here). The file's
+	// mode 0600 keeps it to the user who runs gavel.
+	HookToken string `json:"hook_token,omitempty"`
 }
 
 // Path is where the discovery file goes for a data directory.
