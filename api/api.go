@@ -37,6 +37,9 @@ type Options struct {
 	// Pprof mounts net/http/pprof at /debug/pprof/ (off by default: it
 	// exposes internals and costs CPU when used).
 	Pprof bool
+	// Hooks serves the Claude Code hooks endpoint below /v1/hooks/
+	// (authenticated by the handler).
+	Hooks http.Handler
 	// Ports serves the port discovery API below /v1/services.
 	Ports ports.Registry
 	// Logger defaults to slog.Default().
@@ -69,6 +72,9 @@ func New(opts Options) http.Handler {
 	}
 	if opts.Authz != nil {
 		mux.Handle("/authz/", opts.Authz)
+	}
+	if opts.Hooks != nil {
+		mux.Handle("/v1/hooks/", opts.Hooks)
 	}
 	if opts.Ports != nil {
 		mountPorts(mux, opts.Logger, opts.Ports)

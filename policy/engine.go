@@ -289,6 +289,33 @@ func (e *Engine) eval(ctx context.Context, ep *EntryPoint, in Input) (Decision, 
 	return d, nil
 }
 
+// Query evaluates the served entry point at path against in and returns
+// its value as JSON-compatible Go values (json.Number for numbers), for
+// entry points whose result is data rather than a decision: a list of
+// rules, validation findings. It never caches.
+func (e *Engine) Query(ctx context.Context, path string, in Input) (any, error) {
+	ep, err := e.ServedEntryPoint(path)
+	if err != nil {
+		return nil, err
+	}
+	v, err := in.Value()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
+	opts := []rego.EvalOption{}
+	if v != nil {
+		opts = append(opts, rego.EvalParsedInput(v))
+	}
+	rs, err := ep.query.Eval(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("evaluate %s: %w", ep.Path, err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil, fmt.Errorf("%w at %s", ErrUndefined, ep.Path)
+	}
+	return rs[0].Expressions[0].Value, nil
+}
+
 // parseBundle reads b with OPA's bundle reader and returns its modules by
 // path; a failure is a *CompileError.
 func parseBundle(b *Bundle) (opabundle.Bundle, map[string]*ast.Module, error) {

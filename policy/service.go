@@ -154,10 +154,32 @@ func (s *Service) Decide(ctx context.Context, path string, in Input) (Decision, 
 		s.metrics.evalErrors.WithLabelValues(ReasonCode(err)).Inc()
 		return Decision{Entry: ep.Path, Revision: e.revision, DryRun: ep.Config.DryRun || s.dryRun[ep.Path]}, err
 	}
-	d.ID = uuid.NewString()
+	d.ID = NewDecisionID()
 	d.DryRun = d.DryRun || s.dryRun[ep.Path]
 	return d, nil
 }
+
+// Query evaluates a served entry point whose result is data, not a
+// decision (see [Engine.Query]), under the evaluation timeout.
+func (s *Service) Query(ctx context.Context, path string, in Input) (any, error) {
+	e := s.engine.Load()
+	if e == nil {
+		return nil, ErrNoActiveBundle
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	v, err := e.Query(ctx, path, in)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+			err = errors.Join(ctxErr, err)
+		}
+	}
+	return v, err
+}
+
+// NewDecisionID returns a fresh decision id (a random UUID), for records of
+// decisions that failed before the service could number them.
+func NewDecisionID() string { return uuid.NewString() }
 
 // isDryRun reports whether Options.DryRun lists path, in any form
 // [EntryPointRef] accepts ("svc/allow", "data.svc.allow").

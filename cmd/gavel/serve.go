@@ -257,6 +257,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 
 	var httpLn net.Listener
 	var hsrv *http.Server
+	var agents *agentAPI
 	if cfg.httpAddr != "" {
 		if httpLn, err = listen(log, "http", cfg.httpAddr, cfg.httpAddr == defaultHTTPAddr && !cfg.httpOptional); err != nil {
 			return err
@@ -272,6 +273,10 @@ func run(ctx context.Context, cfg *serveConfig) error {
 				return api.Status{Ready: rev != "", Revision: rev, Checks: map[string]string{"policy": readyText(rev)}}
 			}
 			opts.Authz = authz.HTTPHandler(extauthz.HTTPOptions{})
+			if agents, err = newAgentAPI(cfg.dataDir, svc, reg, log); err != nil {
+				return err
+			}
+			opts.Hooks = agents.hooks
 		}
 		opts.Ports = registry
 		if cp != nil {
@@ -291,6 +296,9 @@ func run(ctx context.Context, cfg *serveConfig) error {
 	}
 	if httpLn != nil {
 		info.HTTPAddr = httpLn.Addr().String()
+	}
+	if agents != nil {
+		info.HookToken = agents.token
 	}
 	if cp != nil {
 		info.XDSAddr = cp.ln.Addr().String()

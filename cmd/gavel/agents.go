@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gavel-dev/gavel/api/auth"
+	"github.com/gavel-dev/gavel/api/hooks"
+	"github.com/gavel-dev/gavel/policy"
+)
+
+// hookTokenFile holds the bearer token local agents (gavel-hook, MCP
+// clients) present; it is generated at first start.
+const hookTokenFile = "hook-token"
+
+// agentPrincipal is who a request with the hook token is.
+var agentPrincipal = auth.Principal{Name: "local-agent", Roles: []string{auth.RoleAgent}}
+
+// loadOrCreateToken returns the token stored at path, creating it (mode
+// 0600) when the file does not exist. A file that is readable by others is
+// refused: the token admits agents.
+func loadOrCreateToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		fi, err := os.Stat(path)
+		if err != nil {
+			return "", err
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return "", fmt.Errorf("hook token %s is readable by others (mode %v): chmod 600 it", path, fi.Mode().Perm())
+		}
+		tok := string(bytes.TrimSpace(b))
+		if tok == "" {
+			return "", fmt.Errorf("hook token %s is empty: delete it and gavel makes a new one", path)
+		}
+		return tok, nil
+	case errors.Is(err, fs.ErrNotExist):
+		tok := auth.NewToken()
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return "", err
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return "", fmt.Errorf("create hook token: %w", err)
+		}
+		if _, err := f.WriteString(tok + "\n"); err != nil {
+			f.Close()
+			return "", fmt.Errorf("write hook token: %w", err)
+		}
+		return tok, f.Close()
+	default:
+		return "", fmt.Errorf("read hook token: %w", err)
+	}
+}
+
+// agentAPI is the HTTP surface agents use: hooks (and the MCP server and
+// validation service, which share the token and the audit sink).
+type agentAPI struct {
+	token  string
+	tokens *auth.Tokens
+	recent *policy.Recent
+	hooks  http.Handler
+}
+
+func newAgentAPI(dataDir string, svc *policy.Service, reg prometheus.Registerer, log *slog.Logger) (*agentAPI, error) {
+	tok, err := loadOrCreateToken(filepath.Join(dataDir, hookTokenFile))
+	if err != nil {
+		return nil, err
+	}
+	a := &agentAPI{
+		token:  tok,
+		tokens: auth.NewTokens(map[string]auth.Principal{tok: agentPrincipal}),
+		recent: policy.NewRecent(10000),
+	}
+	a.hooks = a.tokens.Require(auth.RoleAgent, hooks.Handler(hooks.Options{
+		Decider: svc,
+		Audit:   a.recent,
+		Metrics: hooks.NewMetrics(reg),
+		Logger:  log,
+	}))
+	return a, nil
+}
