@@ -206,3 +206,21 @@ func truncate(s string, n int) string {
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// NewCall is a call for event with the given hook fields, for callers that
+// ask on an agent's behalf rather than relay a hook (the MCP server's
+// check_action asks what a PreToolUse would get).
+func NewCall(event string, hook map[string]any) Call {
+	if hook == nil {
+		hook = map[string]any{}
+	}
+	hook["hook_event_name"] = event
+	b, _ := json.Marshal(hook)
+	sum := sha256.Sum256(b)
+	c := Call{Hook: hook, Digest: hex.EncodeToString(sum[:])}
+	c.Event, c.Known = Events[event]
+	if !c.Known {
+		c.Event = Event{Name: event}
+	}
+	return c
+}
