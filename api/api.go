@@ -40,6 +40,9 @@ type Options struct {
 	// Hooks serves the Claude Code hooks endpoint below /v1/hooks/
 	// (authenticated by the handler).
 	Hooks http.Handler
+	// Validate serves the validation service at POST /v1/validate
+	// (authenticated by the handler).
+	Validate http.Handler
 	// Ports serves the port discovery API below /v1/services.
 	Ports ports.Registry
 	// Logger defaults to slog.Default().
@@ -75,6 +78,9 @@ func New(opts Options) http.Handler {
 	}
 	if opts.Hooks != nil {
 		mux.Handle("/v1/hooks/", opts.Hooks)
+	}
+	if opts.Validate != nil {
+		mux.Handle("/v1/validate", opts.Validate)
 	}
 	if opts.Ports != nil {
 		mountPorts(mux, opts.Logger, opts.Ports)

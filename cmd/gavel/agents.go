@@ -14,6 +14,7 @@ import (
 
 	"github.com/gavel-dev/gavel/api/auth"
 	"github.com/gavel-dev/gavel/api/hooks"
+	"github.com/gavel-dev/gavel/api/validate"
 	"github.com/gavel-dev/gavel/policy"
 )
 
@@ -67,8 +68,11 @@ func loadOrCreateToken(path string) (string, error) {
 type agentAPI struct {
 	token  string
 	tokens *auth.Tokens
-	recent *policy.Recent
-	hooks  http.Handler
+	recent   *policy.Recent
+	hooks    http.Handler
+	validate *validate.Service
+	// validateHTTP serves POST /v1/validate.
+	validateHTTP http.Handler
 }
 
 func newAgentAPI(dataDir string, svc *policy.Service, reg prometheus.Registerer, log *slog.Logger) (*agentAPI, error) {
@@ -87,5 +91,7 @@ func newAgentAPI(dataDir string, svc *policy.Service, reg prometheus.Registerer,
 		Metrics: hooks.NewMetrics(reg),
 		Logger:  log,
 	}))
+	a.validate = &validate.Service{Querier: svc, Audit: a.recent}
+	a.validateHTTP = a.tokens.Require(auth.RoleAgent, validate.Handler(a.validate, log))
 	return a, nil
 }

@@ -277,6 +277,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 				return err
 			}
 			opts.Hooks = agents.hooks
+			opts.Validate = agents.validateHTTP
 		}
 		opts.Ports = registry
 		if cp != nil {
