@@ -66,8 +66,8 @@ func loadOrCreateToken(path string) (string, error) {
 // agentAPI is the HTTP surface agents use: hooks (and the MCP server and
 // validation service, which share the token and the audit sink).
 type agentAPI struct {
-	token  string
-	tokens *auth.Tokens
+	token    string
+	tokens   *auth.Tokens
 	recent   *policy.Recent
 	hooks    http.Handler
 	validate *validate.Service
