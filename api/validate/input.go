@@ -129,8 +129,15 @@ func fromDiff(diff string) ([]any, error) {
 			name = f.OldName
 		}
 		var lines []any
-		size := 0
+		size, next := 0, int64(0)
 		for _, frag := range f.TextFragments {
+			if frag.NewPosition < next {
+				return nil, bad("diff: %s: hunk %q overlaps the one before it or is out of order", name, strings.TrimSpace(frag.Header()))
+			}
+			next = frag.NewPosition + frag.NewLines
+			if frag.NewPosition == 0 && frag.NewLines > 0 {
+				return nil, bad("diff: %s: hunk %q starts at line 0 of the new file but has lines in it", name, strings.TrimSpace(frag.Header()))
+			}
 			n := int(frag.NewPosition)
 			for _, l := range frag.Lines {
 				switch l.Op {
