@@ -87,5 +87,6 @@ func newRootCmd() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), "gavel", buildVersion())
 		},
 	})
+	root.AddCommand(newHookCmd())
 	return root
 }
