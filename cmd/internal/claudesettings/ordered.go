@@ -206,11 +206,9 @@ func (n *node) encode() []byte {
 }
 
 func (n *node) write(buf *bytes.Buffer, indent string) {
-	switch n.kind {
-	case 0:
+	if n.kind == 0 {
 		buf.Write(n.raw)
 		return
-	case '{', '[':
 	}
 	open, close := byte('{'), byte('}')
 	if n.kind == '[' {
