@@ -36,6 +36,7 @@ generate: ## regenerate golden files and generated config
 	$(GO) generate ./...
 	$(GO) test ./extauthz -run 'Golden' -update
 	$(GO) test ./envoy -run 'Golden' -update
+	$(GO) test ./api/hooks -run 'Golden' -update
 
 lint: ## gofmt, go vet, staticcheck when installed
 	@test -z "$$(gofmt -l .)" || (echo "gofmt would change:"; gofmt -l .; exit 1)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gavel-dev/gavel/cmd/internal/claudesettings"
+	"github.com/gavel-dev/gavel/cmd/internal/discovery"
 )
 
 // defaultManagedURL is gavel's URL in the managed settings when --url is
@@ -30,6 +31,7 @@ type hookOpts struct {
 	url        string
 	timeout    int
 	managed    bool
+	dataDir    string
 }
 
 func newHookCmd() *cobra.Command {
@@ -73,7 +75,8 @@ are HTTP hooks to --url carrying the token in GAVEL_TOKEN.`,
 	}
 	scopeFlags(install)
 	install.Flags().StringVar(&o.hookBinary, "hook-binary", "", "gavel-hook's path (default: gavel-hook beside this gavel, else on PATH; with --managed "+defaultManagedHookBinary+")")
-	install.Flags().StringVar(&o.discovery, "discovery", "", "the discovery file gavel-hook reads gavel's address and token from (default: gavel-hook's own lookup)")
+	install.Flags().StringVar(&o.discovery, "discovery", "", "the discovery file gavel-hook reads gavel's address and token from (default: the one of --data-dir, as an absolute path)")
+	install.Flags().StringVar(&o.dataDir, "data-dir", "./gavel-data", "the data dir of the gavel the hooks ask, for the default --discovery")
 	install.Flags().StringVar(&o.url, "url", "", "gavel's URL for gavel-hook (default: from the discovery file; with --managed "+defaultManagedURL+")")
 	install.Flags().IntVar(&o.timeout, "timeout", 5, "the hook timeout in seconds; gavel-hook decides within min(2s, timeout-1s)")
 	install.Flags().BoolVar(&o.managed, "managed", false, "print managed settings for an organisation to stdout instead of editing a settings file")
@@ -315,6 +318,11 @@ func installHooks(cmd *cobra.Command, o hookOpts) error {
 	bin, err := findHookBinary(o.hookBinary)
 	if err != nil {
 		return err
+	}
+	if o.discovery == "" && o.url == "" {
+		// Claude Code runs hooks from the project directory, so a relative
+		// lookup would miss a gavel started elsewhere: pin the file.
+		o.discovery = discovery.Path(o.dataDir)
 	}
 	flags, err := forwarderFlags(o)
 	if err != nil {

@@ -325,3 +325,23 @@ func TestHookInstallManaged(t *testing.T) {
 		}
 	}
 }
+
+// Claude Code runs hooks from the project directory, so by default the
+// hooks name the discovery file of --data-dir by its absolute path.
+func TestHookInstallPinsTheDiscoveryFile(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	bin := fakeHookBinary(t)
+	project := t.TempDir()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	if _, err := runHookCmd(t, "hook", "install", "--project-dir", project, "--hook-binary", bin, "--data-dir", dataDir); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(project, ".claude", "settings.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(filepath.Join(dataDir, "ports.json"))
+	if !bytes.Contains(b, []byte(`"--discovery",`)) || !bytes.Contains(b, want) {
+		t.Fatalf("settings do not pin %s:\n%s", want, b)
+	}
+}
