@@ -97,7 +97,7 @@ func Answer(c Call, d policy.Decision) []byte {
 		if c.Event.Context {
 			spec.AdditionalContext = ctx
 		}
-		if c.Event.Name == "PostToolUse" && d.Outcome != policy.Deny {
+		if c.Event.Name == "PostToolUse" {
 			if out, ok := d.Fields["updated_tool_output"]; ok && out != nil {
 				if strings.HasPrefix(c.ToolName(), "mcp__") {
 					spec.UpdatedMCPToolOutput = out
