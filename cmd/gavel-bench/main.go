@@ -11,6 +11,8 @@
 //	                 [--duration 10s] [--warmup 0s] [--rate R] [--max-requests N] [--timeout 1s] [--json]
 //	gavel-bench null [--addr 127.0.0.1:9292]
 //	gavel-bench gen  --out mix.jsonl [--n 1000] [--distinct 200] [--seed 1]
+//	gavel-bench xds  [--xds 127.0.0.1:18000] [--api http://127.0.0.1:8181] [--service greeter]
+//	                 [--clients 1000] [--rounds 5] [--timeout 30s] [--connect-batch 100] [--pid PID] [--json]
 //
 // run without --rate is a closed loop: every worker sends its next request
 // as soon as the previous one is answered, which finds the maximum
@@ -22,6 +24,13 @@
 // The request mix is a JSONL file with one CheckRequest per line in
 // protojson; blank lines and lines starting with '#' are ignored. gen writes
 // a representative mix; testdata/mix.jsonl is one (n=1000, seed 1).
+//
+// xds measures gavel's control plane (gavel controlplane) with many
+// proxyless gRPC clients: each is a gRPC-Go channel to xds:///SERVICE with
+// its own xDS client. It registers a new endpoint through the port
+// discovery API, round after round, and reports how long until every
+// client has connected to it, and the control plane's memory from its
+// /metrics. See xds.go.
 //
 // gavel-bench speaks plaintext gRPC and only to loopback addresses.
 package main
@@ -51,6 +60,18 @@ commands:
   run   drive load against an ext_authz gRPC server and report
   null  serve an always-allow ext_authz server (the physical limit)
   gen   write a representative request mix as JSONL
+  xds   connect many proxyless gRPC xDS clients to gavel's control plane and
+        measure how fast a new endpoint reaches all of them
+
+xds needs two file descriptors per client and endpoint (about 14,000 for
+1,000 clients and 5 rounds) and one per client in the control plane. It
+raises its own limit to the hard limit; start the control plane from a
+shell with a high enough limit too, e.g.
+
+  ulimit -n 20000
+  gavel controlplane --services cmd/gavel-bench/testdata/xds-services.yaml \
+      --xds-addr 127.0.0.1:18000 --http-addr 127.0.0.1:8181 &
+  gavel-bench xds --clients 1000 --pid $!
 
 Run 'gavel-bench <command> -h' for the flags of a command.
 `
@@ -70,6 +91,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		cmd = cmdNull
 	case "gen":
 		cmd = cmdGen
+	case "xds":
+		cmd = cmdXDS
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
