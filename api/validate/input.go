@@ -119,6 +119,7 @@ func fromDiff(diff string) ([]any, error) {
 	if len(parsed) == 0 {
 		return nil, bad("diff: no file changes found (want a unified diff with ---/+++ headers and @@ hunks)")
 	}
+	gitStyle := strings.Contains("\n"+diff, "\ndiff --git ")
 	var files []any
 	for _, f := range parsed {
 		if f.IsDelete || f.IsBinary {
@@ -127,6 +128,9 @@ func fromDiff(diff string) ([]any, error) {
 		name := f.NewName
 		if name == "" {
 			name = f.OldName
+		}
+		if !gitStyle {
+			name = plainDiffName(f, name)
 		}
 		var lines []any
 		size, next := 0, int64(0)
@@ -161,4 +165,15 @@ func fromDiff(diff string) ([]any, error) {
 		files = append(files, file)
 	}
 	return files, nil
+}
+
+// plainDiffName strips the a/ and b/ prefixes of a plain unified diff
+// (diff -u, a patch from a tool); git's own headers are stripped by the
+// parser already.
+func plainDiffName(f *gitdiff.File, name string) string {
+	oldOK := f.OldName == "" || f.OldName == name || strings.HasPrefix(f.OldName, "a/")
+	if strings.HasPrefix(name, "b/") && oldOK {
+		return strings.TrimPrefix(name, "b/")
+	}
+	return name
 }

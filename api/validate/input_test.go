@@ -118,3 +118,20 @@ func FuzzInput(f *testing.F) {
 		}
 	})
 }
+
+func TestDiffNames(t *testing.T) {
+	for d, want := range map[string]string{
+		"--- a/net.go\n+++ b/net.go\n@@ -1 +1 @@\n-x\n+y\n":                               "net.go",
+		"--- net.go.orig\n+++ net.go\n@@ -1 +1 @@\n-x\n+y\n":                              "net.go",
+		"--- /dev/null\n+++ b/new.go\n@@ -0,0 +1 @@\n+y\n":                                "new.go",
+		"diff --git a/b/x.go b/b/x.go\n--- a/b/x.go\n+++ b/b/x.go\n@@ -1 +1 @@\n-x\n+y\n": "b/x.go",
+	} {
+		doc, err := Input(Request{Diff: d}, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := doc["files"].([]any)[0].(map[string]any)["path"]; got != want {
+			t.Errorf("path %v, want %s, from\n%s", got, want, d)
+		}
+	}
+}
