@@ -43,6 +43,9 @@ type Options struct {
 	// Validate serves the validation service at POST /v1/validate
 	// (authenticated by the handler).
 	Validate http.Handler
+	// MCP serves the governance MCP server at /mcp (Streamable HTTP;
+	// authenticated by the handler).
+	MCP http.Handler
 	// Ports serves the port discovery API below /v1/services.
 	Ports ports.Registry
 	// Logger defaults to slog.Default().
@@ -81,6 +84,9 @@ func New(opts Options) http.Handler {
 	}
 	if opts.Validate != nil {
 		mux.Handle("/v1/validate", opts.Validate)
+	}
+	if opts.MCP != nil {
+		mux.Handle("/mcp", opts.MCP)
 	}
 	if opts.Ports != nil {
 		mountPorts(mux, opts.Logger, opts.Ports)

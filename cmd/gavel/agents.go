@@ -14,6 +14,7 @@ import (
 
 	"github.com/gavel-dev/gavel/api/auth"
 	"github.com/gavel-dev/gavel/api/hooks"
+	"github.com/gavel-dev/gavel/api/mcpserver"
 	"github.com/gavel-dev/gavel/api/validate"
 	"github.com/gavel-dev/gavel/policy"
 )
@@ -21,6 +22,9 @@ import (
 // hookTokenFile holds the bearer token local agents (gavel-hook, MCP
 // clients) present; it is generated at first start.
 const hookTokenFile = "hook-token"
+
+// recentDecisions is how many decisions are kept in memory to be explained.
+const recentDecisions = 10000
 
 // agentPrincipal is who a request with the hook token is.
 var agentPrincipal = auth.Principal{Name: "local-agent", Roles: []string{auth.RoleAgent}}
@@ -73,6 +77,8 @@ type agentAPI struct {
 	validate *validate.Service
 	// validateHTTP serves POST /v1/validate.
 	validateHTTP http.Handler
+	// mcp serves the governance MCP server at /mcp.
+	mcp http.Handler
 }
 
 func newAgentAPI(dataDir string, svc *policy.Service, reg prometheus.Registerer, log *slog.Logger) (*agentAPI, error) {
@@ -83,7 +89,7 @@ func newAgentAPI(dataDir string, svc *policy.Service, reg prometheus.Registerer,
 	a := &agentAPI{
 		token:  tok,
 		tokens: auth.NewTokens(map[string]auth.Principal{tok: agentPrincipal}),
-		recent: policy.NewRecent(10000),
+		recent: policy.NewRecent(recentDecisions),
 	}
 	a.hooks = a.tokens.Require(auth.RoleAgent, hooks.Handler(hooks.Options{
 		Decider: svc,
@@ -93,5 +99,14 @@ func newAgentAPI(dataDir string, svc *policy.Service, reg prometheus.Registerer,
 	}))
 	a.validate = &validate.Service{Querier: svc, Audit: a.recent}
 	a.validateHTTP = a.tokens.Require(auth.RoleAgent, validate.Handler(a.validate, log))
+	a.mcp = a.tokens.Require(auth.RoleAgent, mcpserver.Handler(mcpserver.Options{
+		Decider:    svc,
+		Validate:   a.validate,
+		Recent:     a.recent,
+		RecentSize: recentDecisions,
+		Audit:      a.recent,
+		Logger:     log,
+		Version:    buildVersion(),
+	}))
 	return a, nil
 }

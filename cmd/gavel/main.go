@@ -9,6 +9,7 @@
 //	gavel policy build DIR      check a bundle and write it as a tarball
 //	gavel ports register SVC    ask the running gavel for a port (port discovery)
 //	gavel envoy bootstrap       print a sidecar Envoy bootstrap
+//	gavel mcp                   the governance MCP server over stdio
 //	gavel version
 //
 // Every flag can also be set as GAVEL_<FLAG> (GAVEL_AUTHZ_ADDR) or in a
@@ -88,5 +89,6 @@ func newRootCmd() *cobra.Command {
 		},
 	})
 	root.AddCommand(newHookCmd())
+	root.AddCommand(newMCPCmd())
 	return root
 }

@@ -278,6 +278,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 			}
 			opts.Hooks = agents.hooks
 			opts.Validate = agents.validateHTTP
+			opts.MCP = agents.mcp
 		}
 		opts.Ports = registry
 		if cp != nil {
