@@ -28,8 +28,9 @@ import (
 	"github.com/gavel-dev/gavel/policy/builtin"
 )
 
-// gavelBin is the gavel binary built once for the end-to-end tests.
-var gavelBin string
+// gavelBin and hookBin are the gavel and gavel-hook binaries, built once
+// for the end-to-end tests.
+var gavelBin, hookBin string
 
 func TestMain(m *testing.M) {
 	code := func() int {
@@ -43,6 +44,12 @@ func TestMain(m *testing.M) {
 		out, err := exec.Command("go", "build", "-o", gavelBin, ".").CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "build gavel: %v\n%s", err, out)
+			return 1
+		}
+		hookBin = filepath.Join(dir, "gavel-hook")
+		out, err = exec.Command("go", "build", "-o", hookBin, "../gavel-hook").CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build gavel-hook: %v\n%s", err, out)
 			return 1
 		}
 		return m.Run()
