@@ -60,6 +60,8 @@ commands:
   run   drive load against an ext_authz gRPC server and report
   null  serve an always-allow ext_authz server (the physical limit)
   gen   write a representative request mix as JSONL
+  hooks drive load against the Claude Code hooks endpoint and report
+  gen-hooks  write a representative mix of hook payloads as JSONL
   xds   connect many proxyless gRPC xDS clients to gavel's control plane and
         measure how fast a new endpoint reaches all of them
 
@@ -93,6 +95,10 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		cmd = cmdGen
 	case "xds":
 		cmd = cmdXDS
+	case "hooks":
+		cmd = cmdHooks
+	case "gen-hooks":
+		cmd = cmdGenHooks
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
