@@ -35,7 +35,8 @@ import (
 // connects to every endpoint it is given at once, so an endpoint has reached
 // a client when the client's connection to it is accepted: each backend is a
 // real gRPC server whose listener timestamps every accepted connection, and
-// the client that opened it is known from the connection's local address.
+// the client that opened it is known from the connection's two ends, which
+// its dialer records.
 // The latency of a round is from just before the registration request is
 // sent to the port discovery API to that accept, per client.
 
@@ -120,6 +121,9 @@ type xdsPhase struct {
 	// PushMs is the control plane's mean push duration in the phase: from
 	// the change to every node's snapshot set (0: no push seen).
 	PushMs float64 `json:"control_plane_push_ms,omitempty"`
+	// BenchCPUs is this process's CPU time in the phase: the clients'
+	// xDS processing and the backends' accepts (0 where unknown).
+	BenchCPUs float64 `json:"bench_cpu_s"`
 
 	lat  []uint64 // nanoseconds, one per client that saw it
 	dial []uint64 // nanoseconds to the dial, likewise
@@ -715,7 +719,12 @@ func runXDS(ctx context.Context, cfg xdsConfig) (rep *xdsReport, err error) {
 		mu.Unlock()
 		return b, t0, took, nil
 	}
-	cpuPhase := func(p *xdsPhase, before processMetrics) processMetrics {
+	benchCPU := func() time.Duration {
+		u, s, _ := processCPU()
+		return u + s
+	}
+	cpuPhase := func(p *xdsPhase, before processMetrics, benchBefore time.Duration) processMetrics {
+		p.BenchCPUs = round((benchCPU() - benchBefore).Seconds(), 2)
 		after, err := api.metrics(ctx)
 		if err == nil && before.ok {
 			p.CPUs = round(after.cpuSeconds-before.cpuSeconds, 2)
@@ -754,6 +763,7 @@ func runXDS(ctx context.Context, cfg xdsConfig) (rep *xdsReport, err error) {
 				rep.All.Clients += p.Clients
 				rep.All.Seconds += p.Seconds
 				rep.All.CPUs += p.CPUs
+				rep.All.BenchCPUs += p.BenchCPUs
 				if p.PushMs > 0 {
 					pushSum += p.PushMs
 					pushes++
@@ -765,6 +775,7 @@ func runXDS(ctx context.Context, cfg xdsConfig) (rep *xdsReport, err error) {
 		rep.All.dial = dial
 		rep.All.Seconds = round(rep.All.Seconds, 3)
 		rep.All.CPUs = round(rep.All.CPUs, 2)
+		rep.All.BenchCPUs = round(rep.All.BenchCPUs, 2)
 		if pushes > 0 {
 			rep.All.PushMs = round(pushSum/float64(pushes), 1)
 		}
@@ -810,7 +821,7 @@ func runXDS(ctx context.Context, cfg xdsConfig) (rep *xdsReport, err error) {
 		progress("connected %d/%d clients (%.1fs)", lo+len(seen), cfg.Clients, time.Since(start).Seconds())
 	}
 	connect.Seconds = round(time.Since(start).Seconds(), 3)
-	m1 := cpuPhase(&connect, cpuStart)
+	m1 := cpuPhase(&connect, cpuStart, user0+sys0)
 	if m1.ok {
 		rep.RSSConnectedMiB = mib(m1.rssBytes)
 	}
@@ -834,6 +845,7 @@ func runXDS(ctx context.Context, cfg xdsConfig) (rep *xdsReport, err error) {
 		if m, err := api.metrics(ctx); err == nil {
 			before = m
 		}
+		bench0 := benchCPU()
 		b, t0, took, err := newBackend()
 		if err != nil {
 			return rep, err
@@ -844,7 +856,7 @@ func runXDS(ctx context.Context, cfg xdsConfig) (rep *xdsReport, err error) {
 		for _, a := range seen {
 			p.add(a, t0)
 		}
-		cpuPhase(&p, before)
+		cpuPhase(&p, before, bench0)
 		p.finish()
 		rep.Phases = append(rep.Phases, p)
 		progress("%s: %d/%d clients saw %s, p99 %.1fms", p.Name, p.Seen, p.Clients, p.Backend, p.P99ms)
@@ -866,6 +878,7 @@ func runXDS(ctx context.Context, cfg xdsConfig) (rep *xdsReport, err error) {
 	mu.Lock()
 	lease := b0.lease
 	mu.Unlock()
+	bench0 := benchCPU()
 	t0 := time.Now()
 	if err := api.release(ctx, lease); err != nil {
 		return rep, err
@@ -879,7 +892,7 @@ func runXDS(ctx context.Context, cfg xdsConfig) (rep *xdsReport, err error) {
 	for _, t := range gone {
 		p.lat = append(p.lat, uint64(t.Sub(t0)))
 	}
-	cpuPhase(&p, before)
+	cpuPhase(&p, before, bench0)
 	p.finish()
 	rep.Phases = append(rep.Phases, p)
 	progress("%s: %d/%d clients dropped %s, p99 %.1fms", p.Name, p.Seen, p.Clients, p.Backend, p.P99ms)
@@ -895,7 +908,7 @@ func (r *xdsReport) writeTable(w io.Writer) error {
 	fmt.Fprintf(w, "control plane  xds %s, api %s, service %s\n", r.XDS, r.API, r.Service)
 	fmt.Fprintf(w, "clients        %s, %s\n\n", plural(r.Clients, "proxyless gRPC client"), plural(r.Rounds, "round"))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tendpoint\tseen\tmissing\tmin ms\tp50 ms\tp90 ms\tp99 ms\tmax ms\tdial p50\tdial p99\tphase s\tapi ms\tcp push ms\tcp cpu s\t")
+	fmt.Fprintln(tw, "phase\tendpoint\tseen\tmissing\tmin ms\tp50 ms\tp90 ms\tp99 ms\tmax ms\tdial p50\tdial p99\tphase s\tapi ms\tcp push ms\tcp cpu s\tbench cpu s\t")
 	row := func(p xdsPhase, api string) {
 		dial50, dial99, push := "-", "-", "-"
 		if p.PushMs > 0 {
@@ -904,8 +917,8 @@ func (r *xdsReport) writeTable(w io.Writer) error {
 		if len(p.dial) > 0 {
 			dial50, dial99 = fmt.Sprintf("%.1f", p.DialP50ms), fmt.Sprintf("%.1f", p.DialP99ms)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%.3f\t%s\t%s\t%.2f\t\n",
-			p.Name, p.Backend, p.Seen, p.Clients, p.Missing, p.MinMs, p.P50ms, p.P90ms, p.P99ms, p.MaxMs, dial50, dial99, p.Seconds, api, push, p.CPUs)
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%.3f\t%s\t%s\t%.2f\t%.2f\t\n",
+			p.Name, p.Backend, p.Seen, p.Clients, p.Missing, p.MinMs, p.P50ms, p.P90ms, p.P99ms, p.MaxMs, dial50, dial99, p.Seconds, api, push, p.CPUs, p.BenchCPUs)
 	}
 	for _, p := range r.Phases {
 		row(p, fmt.Sprintf("%.1f", p.APIms))
@@ -921,7 +934,7 @@ func (r *xdsReport) writeTable(w io.Writer) error {
 	fmt.Fprintln(w, "\nper client, from the registration (connect: from the client's Connect; release: from the")
 	fmt.Fprintln(w, "release) to the backend accepting its connection (release: the connection closing); dial:")
 	fmt.Fprintln(w, "to the client's balancer dialing the endpoint. cp push: the control plane's mean time from")
-	fmt.Fprintln(w, "the change to every node's snapshot set (holdoff included); cp cpu: its CPU time.")
+	fmt.Fprintln(w, "the change to every node's snapshot set (holdoff included); cpu: CPU time in the phase.")
 	fmt.Fprintln(w)
 	na := func(v float64) string {
 		if v == 0 {
