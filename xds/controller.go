@@ -20,6 +20,9 @@ import (
 // for more changes before it builds a snapshot.
 const DefaultHoldoff = 100 * time.Millisecond
 
+// DefaultForgetAfter is how long a disconnected node is remembered.
+const DefaultForgetAfter = 5 * time.Minute
+
 // ControllerOptions configure [NewController]. Zero values mean the defaults.
 type ControllerOptions struct {
 	// IR is the base IR (the services file); SetIR replaces it.
@@ -27,6 +30,12 @@ type ControllerOptions struct {
 	// Holdoff coalesces changes: the snapshot is built this long after the
 	// first change of a burst (DefaultHoldoff).
 	Holdoff time.Duration
+	// ForgetAfter is how long a node with no open stream keeps its
+	// snapshot before the controller forgets it (DefaultForgetAfter). A node
+	// that comes back within it resumes where it was; after it, it is
+	// served like a new node. Without this, every node id ever seen (pods
+	// come and go) would be pushed to for the life of the process.
+	ForgetAfter time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -42,16 +51,18 @@ type Controller struct {
 	metrics  *metrics
 	log      *slog.Logger
 	holdoff  time.Duration
+	forget   time.Duration
 	kick     chan struct{} // buffered (one): something changed
 
 	mu       sync.Mutex
 	ir       envoy.IR
-	dirty    bool            // the inputs changed since the last build
-	first    time.Time       // first change not yet pushed (zero: none)
-	nodes    map[string]bool // every node id that connected: is it a proxyless gRPC client?
-	pending  map[string]bool // nodes that have not been given a snapshot yet
-	lastGood *snapshots      // nil until the first successful build
-	version  uint64          // version of lastGood
+	dirty    bool                 // the inputs changed since the last build
+	first    time.Time            // first change not yet pushed (zero: none)
+	nodes    map[string]bool      // every node id that connected: is it a proxyless gRPC client?
+	pending  map[string]bool      // nodes that have not been given a snapshot yet
+	gone     map[string]time.Time // nodes with no open stream, since when
+	lastGood *snapshots           // nil until the first successful build
+	version  uint64               // version of lastGood
 }
 
 // NewController returns a controller that publishes into srv's snapshot
@@ -60,6 +71,9 @@ type Controller struct {
 func NewController(srv *Server, registry ports.Registry, opts ControllerOptions) *Controller {
 	if opts.Holdoff <= 0 {
 		opts.Holdoff = DefaultHoldoff
+	}
+	if opts.ForgetAfter <= 0 {
+		opts.ForgetAfter = DefaultForgetAfter
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -70,10 +84,12 @@ func NewController(srv *Server, registry ports.Registry, opts ControllerOptions)
 		metrics:  srv.metrics,
 		log:      opts.Logger.With("component", "xds-controller"),
 		holdoff:  opts.Holdoff,
+		forget:   opts.ForgetAfter,
 		kick:     make(chan struct{}, 1),
 		ir:       opts.IR,
 		nodes:    map[string]bool{},
 		pending:  map[string]bool{},
+		gone:     map[string]time.Time{},
 	}
 	srv.nodes.Store(c)
 	return c
@@ -113,6 +129,7 @@ func (c *Controller) AddNode(id string) { c.addNode(id, false) }
 // isProxyless). A node keeps the kind it first connected with.
 func (c *Controller) addNode(id string, proxyless bool) {
 	c.mu.Lock()
+	delete(c.gone, id)
 	_, known := c.nodes[id]
 	if !known {
 		c.nodes[id] = proxyless
@@ -124,6 +141,40 @@ func (c *Controller) addNode(id string, proxyless bool) {
 	c.mu.Unlock()
 	if !known {
 		c.signal()
+	}
+}
+
+// nodeGone records that a node's last stream closed; the node is
+// forgotten ForgetAfter later unless it connects again.
+func (c *Controller) nodeGone(id string, at time.Time) {
+	c.mu.Lock()
+	if _, known := c.nodes[id]; known {
+		c.gone[id] = at
+	}
+	c.mu.Unlock()
+}
+
+// forgetGone drops the nodes that have been gone for ForgetAfter: they are
+// no longer pushed to, and their snapshots leave the caches.
+func (c *Controller) forgetGone(now time.Time) {
+	c.mu.Lock()
+	var forgotten []string
+	kinds := map[string]bool{}
+	for id, since := range c.gone {
+		if now.Sub(since) >= c.forget {
+			forgotten = append(forgotten, id)
+			kinds[id] = c.nodes[id]
+			delete(c.gone, id)
+			delete(c.nodes, id)
+			delete(c.pending, id)
+		}
+	}
+	c.mu.Unlock()
+	for _, id := range forgotten {
+		c.srv.cacheFor(kinds[id]).ClearSnapshot(id)
+	}
+	if len(forgotten) > 0 {
+		c.log.Info("xds: forgot disconnected nodes", "nodes", len(forgotten), "after", c.forget.String())
 	}
 }
 
@@ -174,6 +225,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	timer := time.NewTimer(c.holdoff)
 	defer timer.Stop()
 	armed := true
+	sweep := time.NewTicker(max(c.forget/4, time.Millisecond))
+	defer sweep.Stop()
 	arm := func() {
 		if !armed {
 			timer.Reset(c.holdoff)
@@ -194,6 +247,8 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-timer.C:
 			armed = false
 			c.push(ctx)
+		case now := <-sweep.C:
+			c.forgetGone(now)
 		}
 	}
 }

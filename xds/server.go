@@ -185,6 +185,9 @@ func (s *Server) disconnect(st *streamState) {
 		delete(s.refs, st.node)
 		s.metrics.connectedNodes.Dec()
 		s.log.Info("xds node disconnected", "node", st.node)
+		if c := s.nodes.Load(); c != nil {
+			c.nodeGone(st.node, time.Now())
+		}
 	}
 }
 
