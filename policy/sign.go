@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -68,8 +69,10 @@ func (v *Verifier) Verify(b *Bundle) error {
 }
 
 // Sign returns b signed with privateKeyPEM under keyID, as `opa build
-// --signing-key` signs: the result holds .signatures.json, so its revision
-// differs from b's.
+// --signing-key` signs. Like opa build's output, the signed bundle holds
+// its data as one /data.json (data files at any depth are merged into it,
+// which is what the signature covers) and .signatures.json, so its
+// revision differs from b's.
 func Sign(b *Bundle, privateKeyPEM []byte, keyID, alg string) (*Bundle, error) {
 	if keyID == "" {
 		keyID = "default"
@@ -77,14 +80,26 @@ func Sign(b *Bundle, privateKeyPEM []byte, keyID, alg string) (*Bundle, error) {
 	if alg == "" {
 		alg = "RS256"
 	}
-	unsigned := &Bundle{Source: b.Source, Files: map[string][]byte{}}
+	built := &Bundle{Source: b.Source, Files: map[string][]byte{}}
 	for p, data := range b.Files {
-		if p != SignaturesFile {
-			unsigned.Files[p] = data
+		if p == SignaturesFile || path.Base(p) == "data.json" || path.Base(p) == "data.yaml" || path.Base(p) == "data.yml" {
+			continue
 		}
+		built.Files[p] = data
 	}
-	ob, err := readOPABundle(unsigned)
+	ob, err := readOPABundle(b)
 	if err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(ob.Data)
+	if err != nil {
+		return nil, fmt.Errorf("sign bundle: %w", err)
+	}
+	if ob.Data == nil {
+		data = []byte("{}")
+	}
+	built.Files["/data.json"] = data
+	if ob, err = readOPABundle(built); err != nil {
 		return nil, err
 	}
 	if err := ob.GenerateSignature(opabundle.NewSigningConfig(string(privateKeyPEM), alg, ""), keyID, false); err != nil {
@@ -94,6 +109,6 @@ func Sign(b *Bundle, privateKeyPEM []byte, keyID, alg string) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sign bundle: %w", err)
 	}
-	unsigned.Files[SignaturesFile] = sig
-	return NewBundle(b.Source, unsigned.Files)
+	built.Files[SignaturesFile] = sig
+	return NewBundle(b.Source, built.Files)
 }

@@ -31,8 +31,9 @@ func TestSignAndVerify(t *testing.T) {
 	priv, pub := rsaPEM(t)
 	_, otherPub := rsaPEM(t)
 	b, err := policy.LoadFS("t", fstest.MapFS{
-		"app/p.rego": {Data: []byte("package app\n\nallow := true\n")},
-		"data.json":  {Data: []byte(`{"x": 1}`)},
+		"app/p.rego":    {Data: []byte("package app\n\nallow := true\n")},
+		"data.json":     {Data: []byte(`{"x": 1}`)},
+		"a/b/data.json": {Data: []byte(`{"y": 2}`)},
 	}, policy.Limits{})
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +51,10 @@ func TestSignAndVerify(t *testing.T) {
 	}
 	if err := v.Verify(signed); err != nil {
 		t.Fatalf("verify a good signature: %v", err)
+	}
+	// Like opa build's output, the data is one document.
+	if got := string(signed.Files["/data.json"]); got != `{"a":{"b":{"y":2}},"x":1}` || signed.Files["/a/b/data.json"] != nil {
+		t.Fatalf("signed data: %s", got)
 	}
 	// Through a tarball and back, as an upload arrives.
 	var buf strings.Builder
