@@ -24,10 +24,9 @@ type BusOptions struct {
 	// Channel is the Redis channel every replica publishes on and listens
 	// to (default "gavel:events").
 	Channel string
-	// Replica names this gavel; the bus stamps it on every event it
-	// publishes and recognises its own events coming back from Redis by it.
-	// It must differ between replicas (default: host name, process id and
-	// a random suffix).
+	// Replica names this gavel; the bus stamps it on the events it
+	// publishes that name none (default: host name, process id and a
+	// random suffix).
 	Replica string
 	// Buffer is how many events a local subscriber may fall behind before
 	// it is dropped with store.ErrLagged (default 256).
@@ -56,9 +55,9 @@ type BusOptions struct {
 // Redis connection, not a thousand.
 //
 // Delivery: Publish hands the event to local subscribers at once and
-// queues it for Redis; when it comes back from Redis, this replica
-// recognises its own Replica id and drops it, so every subscriber sees an
-// event once. Other replicas deliver it to theirs. Like Redis pub/sub
+// queues it for Redis, as the event's JSON with one more field, "origin",
+// naming this bus; when it comes back from Redis, the bus recognises its
+// own origin and drops it, so every subscriber sees an event once. Other replicas deliver it to theirs. Like Redis pub/sub
 // itself, delivery across replicas is at most once: a send that fails is
 // retried briefly (store/breaker's Do), and events that still cannot be
 // sent stay on the replica that published them.
@@ -71,6 +70,7 @@ type Bus struct {
 	client   redis.UniversalClient
 	channel  string
 	replica  string
+	origin   string
 	local    *store.MemoryBus
 	queue    chan []byte
 	timeout  time.Duration
@@ -118,6 +118,7 @@ func NewBus(client redis.UniversalClient, opts BusOptions) *Bus {
 		client:   client,
 		channel:  opts.Channel,
 		replica:  opts.Replica,
+		origin:   randomID(),
 		local:    store.NewMemoryBus(opts.Buffer),
 		queue:    make(chan []byte, opts.Queue),
 		timeout:  opts.PublishTimeout,
@@ -139,24 +140,38 @@ func DefaultReplica() string {
 	if err != nil || host == "" {
 		host = "gavel"
 	}
-	var r [3]byte
-	_, _ = rand.Read(r[:])
-	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(r[:]))
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomID()[:6])
 }
 
-// Replica is the id the bus stamps on the events it publishes.
+func randomID() string {
+	var r [12]byte
+	_, _ = rand.Read(r[:])
+	return hex.EncodeToString(r[:])
+}
+
+// wireEvent is an event as sent over Redis: the event's own JSON plus the
+// bus it came from.
+type wireEvent struct {
+	store.Event
+	Origin string `json:"origin"`
+}
+
+// Replica is the id the bus stamps on the events it publishes that name
+// none.
 func (b *Bus) Replica() string { return b.replica }
 
 // Publish delivers e to this replica's subscribers and queues it for the
 // others. It never blocks on Redis or on a subscriber, and fails only for
-// an event that cannot be encoded. e.Replica is set to this replica, and
-// e.Time to now when zero.
+// an event that cannot be encoded. An empty e.Replica is set to this
+// replica, a zero e.Time to now.
 func (b *Bus) Publish(ctx context.Context, e store.Event) error {
-	e.Replica = b.replica
+	if e.Replica == "" {
+		e.Replica = b.replica
+	}
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
-	msg, err := json.Marshal(e)
+	msg, err := json.Marshal(wireEvent{Event: e, Origin: b.origin})
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
@@ -344,13 +359,13 @@ func (b *Bus) receive(ctx context.Context, connected func()) error {
 
 // deliver hands another replica's event to the local subscribers.
 func (b *Bus) deliver(ctx context.Context, payload string) {
-	var e store.Event
-	if err := json.Unmarshal([]byte(payload), &e); err != nil {
+	var w wireEvent
+	if err := json.Unmarshal([]byte(payload), &w); err != nil {
 		b.m.errors.WithLabelValues(opDecode).Inc()
 		return
 	}
-	if e.Replica == b.replica {
+	if w.Origin == b.origin {
 		return // delivered locally when it was published
 	}
-	_ = b.local.Publish(ctx, e)
+	_ = b.local.Publish(ctx, w.Event)
 }

@@ -126,6 +126,17 @@ func TestBusDeliversOnceAcrossReplicas(t *testing.T) {
 	}
 	expect(t, sa, "e4", "e5")
 	expect(t, sb, "e5")
+	// An event that names its replica keeps it, and is still delivered
+	// once (the bus recognises its own events by origin, not by replica).
+	named := event("e6")
+	named.Replica = "replica-b"
+	if err := a.Publish(ctx, named); err != nil {
+		t.Fatal(err)
+	}
+	if e := next(t, sb); name(e) != "e6" || e.Replica != "replica-b" {
+		t.Fatalf("B got %q from %q", name(e), e.Replica)
+	}
+	expect(t, sa, "e6")
 	// Nothing else is pending: no event came twice.
 	for _, s := range []store.Subscription{sa, sb} {
 		select {
