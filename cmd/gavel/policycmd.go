@@ -20,9 +20,10 @@ import (
 func newPolicyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "policy",
-		Short: "Test, evaluate and build policy bundles",
+		Short: "Test, evaluate and build policy bundles; push, list, activate, roll back and diff them on a running gavel",
 	}
-	cmd.AddCommand(newPolicyTestCmd(), newPolicyEvalCmd(), newPolicyBuildCmd())
+	cmd.AddCommand(newPolicyTestCmd(), newPolicyEvalCmd(), newPolicyBuildCmd(),
+		newPolicyPushCmd(), newPolicyListCmd(), newPolicyActivateCmd(), newPolicyRollbackCmd(), newPolicyDiffCmd())
 	return cmd
 }
 

@@ -24,6 +24,8 @@ import (
 type portsClient struct {
 	base string // http://host:port
 	hc   *http.Client
+	// token is sent as a bearer token: $GAVEL_TOKEN, or --token.
+	token string
 }
 
 func newPortsCmd() *cobra.Command {
@@ -179,7 +181,8 @@ func newPortsClient(server, dataDir string) (*portsClient, error) {
 	if !strings.Contains(server, "://") {
 		server = "http://" + server
 	}
-	return &portsClient{base: strings.TrimRight(server, "/"), hc: &http.Client{Timeout: 10 * time.Second}}, nil
+	return &portsClient{base: strings.TrimRight(server, "/"), hc: &http.Client{Timeout: 10 * time.Second},
+		token: os.Getenv("GAVEL_TOKEN")}, nil
 }
 
 // do sends body as JSON and decodes a successful answer into out; an error
@@ -199,6 +202,9 @@ func (c *portsClient) do(ctx context.Context, method, path string, body, out any
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
