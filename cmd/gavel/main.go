@@ -10,6 +10,7 @@
 //	gavel ports register SVC    ask the running gavel for a port (port discovery)
 //	gavel envoy bootstrap       print a sidecar Envoy bootstrap
 //	gavel mcp                   the governance MCP server over stdio
+//	gavel migrate               apply pending database migrations
 //	gavel version
 //
 // Every flag can also be set as GAVEL_<FLAG> (GAVEL_AUTHZ_ADDR) or in a
@@ -90,5 +91,6 @@ func newRootCmd() *cobra.Command {
 	})
 	root.AddCommand(newHookCmd())
 	root.AddCommand(newMCPCmd())
+	root.AddCommand(newMigrateCmd())
 	return root
 }

@@ -68,6 +68,8 @@ type serveConfig struct {
 	// when xdsAddr is empty).
 	xdsAddr  string
 	services string
+	// store is where serve keeps its data (off for authz).
+	store storeConfig
 }
 
 func (c *serveConfig) flags(cmd *cobra.Command) {
@@ -117,6 +119,7 @@ or compile is rejected and the running one keeps serving.`,
 	cmd.Flags().StringVar(&cfg.portRange, "port-range", "20000-29999", "ports that port discovery allocates from, MIN-MAX")
 	cmd.Flags().DurationVar(&cfg.leaseTTL, "lease-ttl", 30*time.Second, "port discovery lease TTL when a registration gives none")
 	cmd.Flags().StringVar(&cfg.xdsAddr, "xds-addr", defaultXDSAddr, "xDS (ADS) listen address for Envoy sidecars (off when empty)")
+	cfg.store.flags(cmd)
 	cmd.Flags().StringVar(&cfg.services, "services", "", "YAML file of services, routes, policies and resilience settings served over xDS (SIGHUP reloads it)")
 	return cmd
 }
@@ -202,6 +205,13 @@ func run(ctx context.Context, cfg *serveConfig) error {
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
+	st, err := cfg.store.open(ctx, cfg.dataDir, log)
+	if err != nil {
+		return err
+	}
+	if st != nil {
+		defer st.Close()
+	}
 	reg := newRegistry()
 	portReg, err := newPortRegistry(cfg)
 	if err != nil {
@@ -284,6 +294,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 		if cp != nil {
 			opts.XDSSnapshot = cp.snapshotJSON
 		}
+		opts.Ready = storeReady(opts.Ready, st)
 		hsrv = &http.Server{
 			Handler:           api.New(opts),
 			ReadHeaderTimeout: 10 * time.Second,
