@@ -58,6 +58,8 @@ type serveConfig struct {
 	shutdownTimeout time.Duration
 	pprof           bool
 	streamWorkers   int
+	// redis configures the optional Redis tier (redis.go).
+	redis redisConfig
 	// httpOptional: the HTTP port is off unless --http-addr is given (authz).
 	httpOptional bool
 	// portRange and leaseTTL configure port discovery (serve only; off
@@ -94,6 +96,7 @@ func (c *serveConfig) flags(cmd *cobra.Command) {
 	f.IntVar(&c.streamWorkers, "grpc-stream-workers", 0, "goroutines that serve ext_authz calls from a pool (0: GOMAXPROCS, -1: a new goroutine per call)")
 	f.BoolVar(&c.pprof, "pprof", false, "serve Go profiling at /debug/pprof/ on the HTTP port")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may finish after SIGTERM")
+	c.redis.flags(f)
 }
 
 func newServeCmd() *cobra.Command {
@@ -213,6 +216,8 @@ func run(ctx context.Context, cfg *serveConfig) error {
 		defer st.Close()
 	}
 	reg := newRegistry()
+	rt := newRedis(ctx, cfg.redis, reg, log)
+	defer rt.close()
 	portReg, err := newPortRegistry(cfg)
 	if err != nil {
 		return err
@@ -225,7 +230,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 	var authzLn net.Listener
 	if cfg.authzAddr != "" {
 		svc = policy.NewService(policy.Options{
-			Cache:       policy.CacheOptions{Disabled: cfg.noCache, Size: cfg.cacheSize, TTL: cfg.cacheTTL},
+			Cache:       policy.CacheOptions{Disabled: cfg.noCache, Size: cfg.cacheSize, TTL: cfg.cacheTTL, Shared: rt.shared()},
 			Compile:     policy.CompileOptions{EntryPoints: append([]string{cfg.defaultEntry}, cfg.entryPoints...)},
 			DryRun:      cfg.dryRun,
 			EvalTimeout: cfg.decisionTimeout,
@@ -280,7 +285,9 @@ func run(ctx context.Context, cfg *serveConfig) error {
 		if svc != nil {
 			opts.Ready = func() api.Status {
 				rev := svc.Revision()
-				return api.Status{Ready: rev != "", Revision: rev, Checks: map[string]string{"policy": readyText(rev)}}
+				status := api.Status{Ready: rev != "", Revision: rev, Checks: map[string]string{"policy": readyText(rev)}}
+				rt.addCheck(status.Checks) // Redis down never makes gavel unready
+				return status
 			}
 			opts.Authz = authz.HTTPHandler(extauthz.HTTPOptions{})
 			if agents, err = newAgentAPI(cfg.dataDir, svc, reg, log); err != nil {
