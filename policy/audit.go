@@ -13,6 +13,7 @@ const (
 	SourceHook     = "hook"     // a coding agent's hook event
 	SourceMCP      = "mcp"      // an agent asking through the MCP server
 	SourceValidate = "validate" // the validation service
+	SourceAPI      = "api"      // the HTTP API refusing a caller (401, 403)
 )
 
 // Record is one decision as the audit trail keeps it.

@@ -1,5 +1,6 @@
-// Package auth authenticates HTTP API callers and carries who they are in
-// the request context.
+// Package auth authenticates HTTP API callers (API keys kept hashed in the
+// store, RS256 JWTs), admits them to routes by role, audits every refusal,
+// and carries who they are in the request context.
 package auth
 
 import (
@@ -81,10 +82,15 @@ func BearerToken(r *http.Request) string {
 }
 
 // Require admits requests with a known bearer token that holds role:
-// 401 without a valid token, 403 with a token that lacks the role.
+// 401 without a valid token, 403 with a token that lacks the role. A
+// request an [Authenticator] already admitted (its principal is in the
+// context) is only checked for the role.
 func (t *Tokens) Require(role string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := t.Authenticate(BearerToken(r))
+		p, ok := FromContext(r.Context())
+		if !ok {
+			p, ok = t.Authenticate(BearerToken(r))
+		}
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gavel"`)
 			deny(w, http.StatusUnauthorized, "missing or unknown bearer token: send Authorization: Bearer <token>")
