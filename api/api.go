@@ -46,6 +46,9 @@ type Options struct {
 	// MCP serves the governance MCP server at /mcp (Streamable HTTP;
 	// authenticated by the handler).
 	MCP http.Handler
+	// Events serves the live event stream at GET /v1/events (a WebSocket;
+	// authenticated by the handler: role viewer).
+	Events http.Handler
 	// Ports serves the port discovery API below /v1/services.
 	Ports ports.Registry
 	// Logger defaults to slog.Default().
@@ -87,6 +90,9 @@ func New(opts Options) http.Handler {
 	}
 	if opts.MCP != nil {
 		mux.Handle("/mcp", opts.MCP)
+	}
+	if opts.Events != nil {
+		mux.Handle("GET /v1/events", opts.Events)
 	}
 	if opts.Ports != nil {
 		mountPorts(mux, opts.Logger, opts.Ports)

@@ -72,6 +72,19 @@ func TestMountsOnlyWhatIsGiven(t *testing.T) {
 	}
 }
 
+func TestEventsMountedAtV1Events(t *testing.T) {
+	called := false
+	h := New(Options{Logger: quiet, Events: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called = true })})
+	if res, _ := get(t, h, "/v1/events?type=decision"); res.StatusCode != http.StatusOK || !called {
+		t.Fatalf("GET /v1/events: %d, handler called %v", res.StatusCode, called)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/events", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Fatalf("POST /v1/events: %d, want 405", rec.Code)
+	}
+}
+
 func TestErrorAdapterHidesInternals(t *testing.T) {
 	tests := []struct {
 		err      error

@@ -31,7 +31,7 @@ var agentPrincipal = auth.Principal{Name: "local-agent", Roles: []string{auth.Ro
 
 // loadOrCreateToken returns the token stored at path, creating it (mode
 // 0600) when the file does not exist. A file that is readable by others is
-// refused: the token admits agents.
+// refused: the token admits callers.
 func loadOrCreateToken(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	switch {
@@ -41,11 +41,11 @@ func loadOrCreateToken(path string) (string, error) {
 			return "", err
 		}
 		if fi.Mode().Perm()&0o077 != 0 {
-			return "", fmt.Errorf("hook token %s is readable by others (mode %v): chmod 600 it", path, fi.Mode().Perm())
+			return "", fmt.Errorf("token %s is readable by others (mode %v): chmod 600 it", path, fi.Mode().Perm())
 		}
 		tok := string(bytes.TrimSpace(b))
 		if tok == "" {
-			return "", fmt.Errorf("hook token %s is empty: delete it and gavel makes a new one", path)
+			return "", fmt.Errorf("token %s is empty: delete it and gavel makes a new one", path)
 		}
 		return tok, nil
 	case errors.Is(err, fs.ErrNotExist):
@@ -55,15 +55,15 @@ func loadOrCreateToken(path string) (string, error) {
 		}
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
-			return "", fmt.Errorf("create hook token: %w", err)
+			return "", fmt.Errorf("create token: %w", err)
 		}
 		if _, err := f.WriteString(tok + "\n"); err != nil {
 			f.Close()
-			return "", fmt.Errorf("write hook token: %w", err)
+			return "", fmt.Errorf("write token: %w", err)
 		}
 		return tok, f.Close()
 	default:
-		return "", fmt.Errorf("read hook token: %w", err)
+		return "", fmt.Errorf("read token: %w", err)
 	}
 }
 
@@ -81,7 +81,9 @@ type agentAPI struct {
 	mcp http.Handler
 }
 
-func newAgentAPI(dataDir string, svc *policy.Service, reg prometheus.Registerer, log *slog.Logger) (*agentAPI, error) {
+// newAgentAPI builds the agent surface; its decisions are recorded in
+// recent and handed to decisions (nil: nowhere else).
+func newAgentAPI(dataDir string, svc *policy.Service, decisions policy.Sink, reg prometheus.Registerer, log *slog.Logger) (*agentAPI, error) {
 	tok, err := loadOrCreateToken(filepath.Join(dataDir, hookTokenFile))
 	if err != nil {
 		return nil, err
@@ -91,20 +93,24 @@ func newAgentAPI(dataDir string, svc *policy.Service, reg prometheus.Registerer,
 		tokens: auth.NewTokens(map[string]auth.Principal{tok: agentPrincipal}),
 		recent: policy.NewRecent(recentDecisions),
 	}
+	var audit policy.Sink = a.recent
+	if decisions != nil {
+		audit = policy.Sinks{a.recent, decisions}
+	}
 	a.hooks = a.tokens.Require(auth.RoleAgent, hooks.Handler(hooks.Options{
 		Decider: svc,
-		Audit:   a.recent,
+		Audit:   audit,
 		Metrics: hooks.NewMetrics(reg),
 		Logger:  log,
 	}))
-	a.validate = &validate.Service{Querier: svc, Audit: a.recent}
+	a.validate = &validate.Service{Querier: svc, Audit: audit}
 	a.validateHTTP = a.tokens.Require(auth.RoleAgent, validate.Handler(a.validate, log))
 	a.mcp = a.tokens.Require(auth.RoleAgent, mcpserver.Handler(mcpserver.Options{
 		Decider:    svc,
 		Validate:   a.validate,
 		Recent:     a.recent,
 		RecentSize: recentDecisions,
-		Audit:      a.recent,
+		Audit:      audit,
 		Logger:     log,
 		Version:    buildVersion(),
 	}))

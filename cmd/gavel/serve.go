@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/gavel-dev/gavel/extauthz"
 	"github.com/gavel-dev/gavel/policy"
 	"github.com/gavel-dev/gavel/policy/builtin"
+	"github.com/gavel-dev/gavel/store"
 	"github.com/gavel-dev/gavel/xds/ports"
 )
 
@@ -273,6 +275,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 	var httpLn net.Listener
 	var hsrv *http.Server
 	var agents *agentAPI
+	var stream *eventsAPI
 	if cfg.httpAddr != "" {
 		if httpLn, err = listen(log, "http", cfg.httpAddr, cfg.httpAddr == defaultHTTPAddr && !cfg.httpOptional); err != nil {
 			return err
@@ -290,12 +293,16 @@ func run(ctx context.Context, cfg *serveConfig) error {
 				return status
 			}
 			opts.Authz = authz.HTTPHandler(extauthz.HTTPOptions{})
-			if agents, err = newAgentAPI(cfg.dataDir, svc, reg, log); err != nil {
+			if stream, err = newEventsAPI(cfg.dataDir, store.NewMemoryBus(0), reg, log); err != nil {
+				return err
+			}
+			if agents, err = newAgentAPI(cfg.dataDir, svc, stream.decisions, reg, log); err != nil {
 				return err
 			}
 			opts.Hooks = agents.hooks
 			opts.Validate = agents.validateHTTP
 			opts.MCP = agents.mcp
+			opts.Events = stream.handler(agents.token)
 		}
 		opts.Ports = registry
 		if cp != nil {
@@ -319,6 +326,9 @@ func run(ctx context.Context, cfg *serveConfig) error {
 	}
 	if agents != nil {
 		info.HookToken = agents.token
+	}
+	if stream != nil {
+		info.ViewerToken = stream.viewerToken
 	}
 	if cp != nil {
 		info.XDSAddr = cp.ln.Addr().String()
@@ -363,7 +373,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 		if hs != nil {
 			setServing(hs, healthpb.HealthCheckResponse_NOT_SERVING)
 		}
-		shutdown(gs, hsrv, cfg.shutdownTimeout)
+		shutdown(gs, hsrv, cfg.shutdownTimeout, stream.shutdown)
 		return nil
 	})
 	err = g.Wait()
@@ -401,10 +411,16 @@ func setServing(hs *health.Server, st healthpb.HealthCheckResponse_ServingStatus
 }
 
 // shutdown stops accepting, lets in-flight requests finish within timeout,
-// then closes what is left.
-func shutdown(gs *grpc.Server, hsrv *http.Server, timeout time.Duration) {
+// then closes what is left. The also functions (the event stream's
+// connections, which http.Server.Shutdown does not track) run alongside.
+func shutdown(gs *grpc.Server, hsrv *http.Server, timeout time.Duration, also ...func(context.Context)) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, f := range also {
+		wg.Go(func() { f(ctx) })
+	}
 	done := make(chan struct{})
 	go func() {
 		if gs != nil {

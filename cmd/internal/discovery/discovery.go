@@ -36,6 +36,9 @@ type Info struct {
 	// accept from local agents (gavel-hook reads it from here). The file's
 	// mode 0600 keeps it to the user who runs gavel.
 	HookToken string `json:"hook_token,omitempty"`
+	// ViewerToken is the bearer token the event stream (GET /v1/events)
+	// accepts: role viewer. Mode 0600 keeps it to the same user.
+	ViewerToken string `json:"viewer_token,omitempty"`
 }
 
 // Path is where the discovery file goes for a data directory.
