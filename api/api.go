@@ -51,6 +51,11 @@ type Options struct {
 	Events http.Handler
 	// Ports serves the port discovery API below /v1/services.
 	Ports ports.Registry
+	// Auth, when set, guards every route by the role Routes gives it
+	// (nil: routes are not authenticated here).
+	Auth Checker
+	// MetricsAuth asks for role viewer on /metrics.
+	MetricsAuth bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -114,6 +119,9 @@ func New(opts Options) http.Handler {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	if opts.Auth != nil {
+		return protect(mux, opts.Auth, opts.MetricsAuth)
 	}
 	return mux
 }

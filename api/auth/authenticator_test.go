@@ -365,7 +365,9 @@ func TestJWTJWKSRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claims := func() jwt.MapClaims { return jwt.MapClaims{"sub": "svc", "roles": []string{"viewer"}, "exp": time.Now().Add(time.Hour).Unix()} }
+	claims := func() jwt.MapClaims {
+		return jwt.MapClaims{"sub": "svc", "roles": []string{"viewer"}, "exp": time.Now().Add(time.Hour).Unix()}
+	}
 	check := func(tok string, code int, errHas string) {
 		t.Helper()
 		rec, _ := serve(a, RoleViewer, "Bearer "+tok)
