@@ -124,11 +124,11 @@ func (s *Server) httpMode(mode string, opts HTTPOptions) http.Handler {
 		var a Answer
 		req, err := checkRequestFromHTTP(r, mode, prefix, opts.MaxBodyBytes)
 		if err != nil {
-			a = s.answer(r.Context(), "http", entry, policy.Input{}, fmt.Errorf("%w: %w", ErrBadRequest, err), requestInfo{method: r.Method, path: r.URL.Path})
+			a = s.answer(r.Context(), "http", entry, policy.Input{}, fmt.Errorf("%w: %w", ErrBadRequest, err), requestInfo{method: r.Method, path: r.URL.Path, start: start})
 		} else {
 			in, err := BuildInput(req, s.opts.Input)
 			h := req.Attributes.Request.Http
-			a = s.answer(r.Context(), "http", entry, in, err, requestInfo{id: h.Id, method: h.Method, path: h.Path, host: h.Host})
+			a = s.answer(r.Context(), "http", entry, in, err, requestInfo{id: h.Id, method: h.Method, path: h.Path, host: h.Host, start: start})
 		}
 		writeHTTPAnswer(w, a, mode == ModeNginx)
 		s.opts.Metrics.observe("http", a, time.Since(start).Seconds())

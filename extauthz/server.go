@@ -3,6 +3,7 @@ package extauthz
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -37,8 +38,11 @@ type Options struct {
 	// with 429 and reason code "overloaded" (default 4096).
 	MaxInFlight int
 	Input       InputOptions
-	Metrics     *Metrics
-	Logger      *slog.Logger
+	// Audit, when set, receives a record of every answer. It must not
+	// block (store/audit queues and writes in batches).
+	Audit   policy.Sink
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 // Server answers Envoy's ext_authz v3 Check calls, and HTTP authorization
@@ -78,14 +82,17 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	in, err := BuildInput(req, s.opts.Input)
 	http := req.GetAttributes().GetRequest().GetHttp()
 	a := s.answer(ctx, "grpc", entry, in, err, requestInfo{
-		id: http.GetId(), method: http.GetMethod(), path: http.GetPath(), host: http.GetHost(),
+		id: http.GetId(), method: http.GetMethod(), path: http.GetPath(), host: http.GetHost(), start: start,
 	})
 	resp := buildResponse(a, s.values.get)
 	s.opts.Metrics.observe("grpc", a, time.Since(start).Seconds())
 	return resp, nil
 }
 
-type requestInfo struct{ id, method, path, host string }
+type requestInfo struct {
+	id, method, path, host string
+	start                  time.Time
+}
 
 // answer decides and logs; buildErr is the input builder's error, if any.
 func (s *Server) answer(ctx context.Context, api, entry string, in policy.Input, buildErr error, ri requestInfo) Answer {
@@ -121,7 +128,53 @@ func (s *Server) answer(ctx context.Context, api, entry string, in policy.Input,
 	}
 	a := Classify(d, err)
 	s.log(ctx, api, a, ri)
+	if s.opts.Audit != nil {
+		s.opts.Audit.Record(record(api, a, ri))
+	}
 	return a
+}
+
+// record is the audit record of an answer. The principal is the one the
+// policy named in the x-gavel-principal header it adds, when it did; the
+// correlation id is Envoy's request id.
+func record(api string, a Answer, ri requestInfo) policy.Record {
+	d := a.Decision
+	rec := policy.Record{
+		ID:            d.ID,
+		Time:          time.Now().UTC(),
+		Source:        policy.SourceEnvoy,
+		Action:        ri.method,
+		Resource:      ri.host + ri.path,
+		RuleIDs:       d.RuleIDs,
+		Entry:         d.Entry,
+		Revision:      d.Revision,
+		DryRun:        d.DryRun,
+		Cached:        d.Cached,
+		CorrelationID: ri.id,
+	}
+	if api == "http" {
+		rec.Source = policy.SourceHTTP
+	}
+	if !ri.start.IsZero() {
+		rec.Latency = time.Since(ri.start)
+	}
+	for _, h := range d.Headers {
+		if strings.EqualFold(h.Name, "x-gavel-principal") {
+			rec.Principal = h.Value
+		}
+	}
+	switch a.Result {
+	case Allowed:
+		rec.Outcome = "allow"
+	case Denied, WouldDeny:
+		rec.Outcome = "deny"
+	default:
+		rec.Outcome, rec.ErrorCode = "error", a.Code
+	}
+	if a.Reason != "" {
+		rec.Reasons = []string{a.Reason}
+	}
+	return rec
 }
 
 var errOverloaded = &overloadedError{}
