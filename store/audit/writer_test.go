@@ -282,3 +282,38 @@ func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("metric %s not found", name)
 	return 0
 }
+
+func TestRetainPrunesOldRecords(t *testing.T) {
+	st := openStore(t)
+	old := records(0, 5)
+	old[0].Time = time.Now().UTC().Add(-49 * time.Hour)
+	for i := range old {
+		old[i].Time = old[0].Time.Add(time.Duration(i) * time.Second)
+	}
+	fresh := policy.Record{ID: "fresh", Time: time.Now().UTC(), Source: policy.SourceHook, Outcome: "allow"}
+	if _, err := st.WriteAudit(t.Context(), append(old, fresh)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { audit.Retain(ctx, st, 48*time.Hour, time.Hour, nil); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		page, err := st.Decisions(t.Context(), store.DecisionQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Records) == 1 {
+			if page.Records[0].ID != "fresh" {
+				t.Fatalf("kept %s, want the fresh record", page.Records[0].ID)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records left, want 1", len(page.Records))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
