@@ -264,8 +264,16 @@ func run(ctx context.Context, cfg *serveConfig) error {
 		setServing(hs, healthpb.HealthCheckResponse_SERVING)
 	}
 	var registry ports.Registry
+	runPorts := func(context.Context) error { return nil }
 	if portReg != nil { // not a nil *Memory in the interface
-		registry = portReg
+		registry, runPorts = portReg, portReg.Run
+		if st != nil {
+			pr, err := newPersistentRegistry(ctx, portReg, st, log)
+			if err != nil {
+				return fmt.Errorf("port discovery: restore from the store: %w", err)
+			}
+			registry, runPorts = pr, pr.Run
+		}
 	}
 	cp, err := newControlPlane(ctx, cfg, log, reg, registry)
 	if err != nil {
@@ -358,10 +366,13 @@ func run(ctx context.Context, cfg *serveConfig) error {
 		})
 	}
 	if portReg != nil {
-		g.Go(func() error { return portReg.Run(gctx) })
+		g.Go(func() error { return runPorts(gctx) })
 	}
 	if cp != nil {
 		g.Go(func() error { return cp.run(gctx) })
+	}
+	if authn != nil {
+		g.Go(func() error { return authn.Run(gctx) })
 	}
 	g.Go(func() error {
 		reloadOnHUP(gctx, log, svc, cp, func() (*policy.Bundle, error) { return loadBundleWithKeys(cfg.bundle, cfg.apiKeys) })

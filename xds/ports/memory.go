@@ -302,3 +302,32 @@ func newID() string {
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
 	return hex.EncodeToString(b[:])
 }
+
+// Restore loads leases a persisted registry held (a restart), keeping
+// their ids, ports and expiry times. Expired leases, and leases whose port
+// is already held here, are skipped; the ids restored are returned.
+func (m *Memory) Restore(insts []Instance) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.opts.Now()
+	var restored []string
+	for _, in := range insts {
+		if !now.Before(in.Expires) || in.ID == "" || !ValidService(in.Service) {
+			continue
+		}
+		if _, taken := m.byPort[in.Port]; taken {
+			continue
+		}
+		if _, dup := m.leases[in.ID]; dup {
+			continue
+		}
+		c := in.clone()
+		m.leases[c.ID] = &c
+		m.byPort[c.Port] = c.ID
+		restored = append(restored, c.ID)
+	}
+	if len(restored) > 0 {
+		m.signal()
+	}
+	return restored
+}

@@ -376,3 +376,28 @@ func TestParseRange(t *testing.T) {
 		}
 	}
 }
+
+func TestRestore(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	m := NewMemory(Options{Now: func() time.Time { return now }})
+	got := m.Restore([]Instance{
+		{Service: "orders", ID: "a", Address: "127.0.0.1", Port: 20001, TTL: time.Minute, Expires: now.Add(time.Minute)},
+		{Service: "orders", ID: "b", Address: "127.0.0.1", Port: 20002, TTL: time.Minute, Expires: now.Add(-time.Second)}, // expired
+		{Service: "billing", ID: "c", Address: "127.0.0.1", Port: 20001, TTL: time.Minute, Expires: now.Add(time.Minute)}, // port taken
+		{Service: "Bad Name", ID: "d", Address: "127.0.0.1", Port: 20003, Expires: now.Add(time.Minute)},
+	})
+	if len(got) != 1 || got[0] != "a" {
+		t.Fatalf("restored %v, want [a]", got)
+	}
+	select {
+	case <-m.Changes():
+	default:
+		t.Fatal("a restore must signal a change")
+	}
+	if _, err := m.Renew(context.Background(), "orders", "a", 0); err != nil {
+		t.Fatalf("renew a restored lease: %v", err)
+	}
+	if _, err := m.Register(context.Background(), Request{Service: "billing", Port: 20001}); err == nil {
+		t.Fatal("a restored lease's port was handed out again")
+	}
+}
