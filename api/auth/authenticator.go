@@ -122,7 +122,7 @@ func credential(r *http.Request) (string, *Failure) {
 	hs := r.Header.Values("Authorization")
 	switch len(hs) {
 	case 0:
-		f := unauthenticated("missing credentials: send Authorization: Bearer <API key or JWT>")
+		f := unauthenticated("missing bearer token: send Authorization: Bearer <API key or JWT>")
 		f.Missing = true
 		return "", f
 	case 1:
@@ -190,7 +190,7 @@ func (a *Authenticator) authenticate(ctx context.Context, cred string) (Principa
 		return p, nil
 	}
 	if a.keys == nil {
-		return Principal{}, unauthenticated("unknown API key")
+		return Principal{}, unauthenticated("unknown bearer token: no API key has it")
 	}
 	k, found, err := a.keys.lookup(ctx, HashKey(cred))
 	switch {
@@ -199,7 +199,7 @@ func (a *Authenticator) authenticate(ctx context.Context, cred string) (Principa
 		return Principal{}, &Failure{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
 			Message: "API keys cannot be checked right now: the store is unavailable; retry"}
 	case !found:
-		return Principal{}, unauthenticated("unknown API key")
+		return Principal{}, unauthenticated("unknown bearer token: no API key has it")
 	case !k.RevokedAt.IsZero():
 		return Principal{Name: k.Name}, unauthenticated("API key " + k.Name + " (" + k.ID + ") is revoked")
 	}

@@ -59,11 +59,11 @@ func TestAuthAPIKeys(t *testing.T) {
 		code         int
 		who, errHas  string
 	}{
-		{"missing", "", 401, "", "missing credentials"},
+		{"missing", "", 401, "", "missing bearer token"},
 		{"basic scheme", "Basic " + agent, 401, "", "malformed"},
 		{"bearer without credential", "Bearer", 401, "", "malformed"},
 		{"two words", "Bearer " + agent + " x", 401, "", "malformed"},
-		{"unknown key", "Bearer " + NewAPIKey(), 401, "", "unknown API key"},
+		{"unknown key", "Bearer " + NewAPIKey(), 401, "", "unknown bearer token"},
 		{"revoked key", "Bearer " + revoked, 401, "", "revoked"},
 		{"wrong role", "Bearer " + viewer, 403, "", "lacks the role agent"},
 		{"right role", "Bearer " + agent, 200, "agent-1", ""},

@@ -45,6 +45,7 @@ func TestControlPlaneServesRegisteredInstances(t *testing.T) {
 	if g.info.XDSAddr == "" {
 		t.Fatal("no xds_addr in the discovery file")
 	}
+	admin := useAdminKey(t, g) // port discovery writes need admin
 	out, errOut, code := runGavel(t, "", "ports", "register", "orders", "--data-dir", g.info.DataDir)
 	if code != 0 {
 		t.Fatalf("register: exit %d: %s", code, errOut)
@@ -125,7 +126,7 @@ func TestControlPlaneServesRegisteredInstances(t *testing.T) {
 	}
 
 	// The admin dump shows the node's configuration.
-	resp, err := http.Get("http://" + g.info.HTTPAddr + "/v1/xds/nodes/orders-1/snapshot")
+	resp, err := getWithKey("http://"+g.info.HTTPAddr+"/v1/xds/nodes/orders-1/snapshot", admin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,7 @@ func TestControlPlaneServesRegisteredInstances(t *testing.T) {
 	if !strings.Contains(g.logs.String(), "service fails open") {
 		t.Error("the fail-open service was not logged")
 	}
-	resp, err = http.Get("http://" + g.info.HTTPAddr + "/v1/xds/nodes/nobody/snapshot")
+	resp, err = getWithKey("http://"+g.info.HTTPAddr+"/v1/xds/nodes/nobody/snapshot", admin)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@
 //	gavel ports register SVC    ask the running gavel for a port (port discovery)
 //	gavel envoy bootstrap       print a sidecar Envoy bootstrap
 //	gavel mcp                   the governance MCP server over stdio
+//	gavel keys create/list/revoke  API keys for the HTTP API
 //	gavel migrate               apply pending database migrations
 //	gavel version
 //
@@ -92,5 +93,6 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newHookCmd())
 	root.AddCommand(newMCPCmd())
 	root.AddCommand(newMigrateCmd())
+	root.AddCommand(newKeysCmd())
 	return root
 }

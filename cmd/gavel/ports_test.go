@@ -12,6 +12,7 @@ func TestPortsCommand(t *testing.T) {
 	// The discovery file of the data dir finds the server; runGavel's
 	// environment must not point discovery elsewhere.
 	t.Setenv("XDG_RUNTIME_DIR", "")
+	useAdminKey(t, g) // port discovery writes need admin
 	byFile := []string{"--data-dir", g.info.DataDir}
 	byURL := []string{"--server", "http://" + g.info.HTTPAddr}
 

@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/gavel-dev/gavel/api"
+	"github.com/gavel-dev/gavel/api/auth"
 	"github.com/gavel-dev/gavel/cmd/internal/discovery"
 	"github.com/gavel-dev/gavel/extauthz"
 	"github.com/gavel-dev/gavel/policy"
@@ -74,6 +75,8 @@ type serveConfig struct {
 	services string
 	// store is where serve keeps its data (off for authz).
 	store storeConfig
+	// auth authenticates HTTP API callers (keys.go; serve only).
+	auth authConfig
 }
 
 func (c *serveConfig) flags(cmd *cobra.Command) {
@@ -125,6 +128,7 @@ or compile is rejected and the running one keeps serving.`,
 	cmd.Flags().DurationVar(&cfg.leaseTTL, "lease-ttl", 30*time.Second, "port discovery lease TTL when a registration gives none")
 	cmd.Flags().StringVar(&cfg.xdsAddr, "xds-addr", defaultXDSAddr, "xDS (ADS) listen address for Envoy sidecars (off when empty)")
 	cfg.store.flags(cmd)
+	cfg.auth.flags(cmd.Flags())
 	cmd.Flags().StringVar(&cfg.services, "services", "", "YAML file of services, routes, policies and resilience settings served over xDS (SIGHUP reloads it)")
 	return cmd
 }
@@ -284,6 +288,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 	var hsrv *http.Server
 	var agents *agentAPI
 	var stream *eventsAPI
+	var authn *auth.Authenticator
 	if cfg.httpAddr != "" {
 		if httpLn, err = listen(log, "http", cfg.httpAddr, cfg.httpAddr == defaultHTTPAddr && !cfg.httpOptional); err != nil {
 			return err
@@ -317,6 +322,11 @@ func run(ctx context.Context, cfg *serveConfig) error {
 			opts.XDSSnapshot = cp.snapshotJSON
 		}
 		opts.Ready = storeReady(opts.Ready, st)
+		if authn, err = newAPIAuth(ctx, cfg.auth, st, agents, stream, log); err != nil {
+			return err
+		} else if authn != nil {
+			opts.Auth, opts.MetricsAuth = authn, cfg.auth.metricsAuth
+		}
 		hsrv = &http.Server{
 			Handler:           api.New(opts),
 			ReadHeaderTimeout: 10 * time.Second,
