@@ -116,7 +116,13 @@ func startGavel(t *testing.T, args ...string) *gavelProc {
 // startGavelCmd runs gavel serve or gavel controlplane on free ports.
 func startGavelCmd(t *testing.T, sub string, args ...string) *gavelProc {
 	t.Helper()
-	dataDir := filepath.Join(t.TempDir(), "data")
+	return startGavelIn(t, filepath.Join(t.TempDir(), "data"), sub, args...)
+}
+
+// startGavelIn runs gavel serve or gavel controlplane on free ports with
+// the data dir given (a restart uses the same one).
+func startGavelIn(t *testing.T, dataDir, sub string, args ...string) *gavelProc {
+	t.Helper()
 	base := []string{sub, "--http-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "text"}
 	if sub == "serve" {
 		base = append(base, "--authz-addr", "127.0.0.1:0")
