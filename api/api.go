@@ -51,6 +51,10 @@ type Options struct {
 	Events http.Handler
 	// Ports serves the port discovery API below /v1/services.
 	Ports ports.Registry
+	// Bundles serves the bundle lifecycle below /v1/bundles.
+	Bundles http.Handler
+	// Decisions serves the audit trail below /v1/decisions.
+	Decisions http.Handler
 	// Auth, when set, guards every route by the role Routes gives it
 	// (nil: routes are not authenticated here).
 	Auth Checker
@@ -98,6 +102,14 @@ func New(opts Options) http.Handler {
 	}
 	if opts.Events != nil {
 		mux.Handle("GET /v1/events", opts.Events)
+	}
+	if opts.Bundles != nil {
+		mux.Handle("/v1/bundles", opts.Bundles)
+		mux.Handle("/v1/bundles/", opts.Bundles)
+	}
+	if opts.Decisions != nil {
+		mux.Handle("/v1/decisions", opts.Decisions)
+		mux.Handle("/v1/decisions/", opts.Decisions)
 	}
 	if opts.Ports != nil {
 		mountPorts(mux, opts.Logger, opts.Ports)

@@ -45,7 +45,7 @@ func (c *authConfig) flags(f *pflag.FlagSet) {
 // the generated local tokens (the agents' hook token, the viewer token)
 // registered as keys local-agent and local-viewer. It returns nil without
 // a store: the handlers then check the local tokens themselves.
-func newAPIAuth(ctx context.Context, c authConfig, st store.Store, agents *agentAPI, stream *eventsAPI, log *slog.Logger) (*auth.Authenticator, error) {
+func newAPIAuth(ctx context.Context, c authConfig, st store.Store, agents *agentAPI, stream *eventsAPI, trail policy.Sink, log *slog.Logger) (*auth.Authenticator, error) {
 	if st == nil {
 		return nil, nil
 	}
@@ -53,6 +53,9 @@ func newAPIAuth(ctx context.Context, c authConfig, st store.Store, agents *agent
 		ensureLocalKey(ctx, st, log, agents.token, agentPrincipal)
 	}
 	var audit policy.Sinks
+	if trail != nil {
+		audit = append(audit, trail)
+	}
 	if stream != nil {
 		ensureLocalKey(ctx, st, log, stream.viewerToken, viewerPrincipal)
 		audit = append(audit, stream.decisions)

@@ -29,7 +29,6 @@ import (
 	"github.com/gavel-dev/gavel/extauthz"
 	"github.com/gavel-dev/gavel/policy"
 	"github.com/gavel-dev/gavel/policy/builtin"
-	"github.com/gavel-dev/gavel/store"
 	"github.com/gavel-dev/gavel/xds/ports"
 )
 
@@ -77,6 +76,8 @@ type serveConfig struct {
 	store storeConfig
 	// auth authenticates HTTP API callers (keys.go; serve only).
 	auth authConfig
+	// state is the audit trail and bundle lifecycle (state.go; serve only).
+	state stateConfig
 }
 
 func (c *serveConfig) flags(cmd *cobra.Command) {
@@ -129,6 +130,7 @@ or compile is rejected and the running one keeps serving.`,
 	cmd.Flags().StringVar(&cfg.xdsAddr, "xds-addr", defaultXDSAddr, "xDS (ADS) listen address for Envoy sidecars (off when empty)")
 	cfg.store.flags(cmd)
 	cfg.auth.flags(cmd.Flags())
+	cfg.state.flags(cmd.Flags())
 	cmd.Flags().StringVar(&cfg.services, "services", "", "YAML file of services, routes, policies and resilience settings served over xDS (SIGHUP reloads it)")
 	return cmd
 }
@@ -224,12 +226,14 @@ func run(ctx context.Context, cfg *serveConfig) error {
 	reg := newRegistry()
 	rt := newRedis(ctx, cfg.redis, reg, log)
 	defer rt.close()
+	bus := newEventBus(cfg, rt)
 	portReg, err := newPortRegistry(cfg)
 	if err != nil {
 		return err
 	}
 
 	var svc *policy.Service
+	var state *state
 	var authz *extauthz.Server
 	var gs *grpc.Server
 	var hs *health.Server
@@ -253,7 +257,12 @@ func run(ctx context.Context, cfg *serveConfig) error {
 		for _, e := range cfg.dryRun {
 			log.Warn("dry-run: decisions of this entry point are not enforced", "entry", e)
 		}
+		compile := policy.CompileOptions{EntryPoints: append([]string{cfg.defaultEntry}, cfg.entryPoints...)}
+		if state, err = newState(ctx, cfg.state, st, svc, compile, bus, cfg.dataDir, reg, log); err != nil {
+			return err
+		}
 		authz = extauthz.NewServer(svc, extauthz.Options{
+			Audit:        state.sink(),
 			DefaultEntry: cfg.defaultEntry,
 			MaxInFlight:  cfg.maxInFlight,
 			Input:        extauthz.InputOptions{SkipBodyParse: cfg.skipBodyParse},
@@ -306,23 +315,26 @@ func run(ctx context.Context, cfg *serveConfig) error {
 				return status
 			}
 			opts.Authz = authz.HTTPHandler(extauthz.HTTPOptions{})
-			if stream, err = newEventsAPI(cfg.dataDir, store.NewMemoryBus(0), reg, log); err != nil {
+			if stream, err = newEventsAPI(cfg.dataDir, bus, reg, log); err != nil {
 				return err
 			}
-			if agents, err = newAgentAPI(cfg.dataDir, svc, stream.decisions, reg, log); err != nil {
+			if agents, err = newAgentAPI(cfg.dataDir, svc, sinks(stream.decisions, state.sink()), reg, log); err != nil {
 				return err
 			}
 			opts.Hooks = agents.hooks
 			opts.Validate = agents.validateHTTP
 			opts.MCP = agents.mcp
 			opts.Events = stream.handler(agents.token)
+			if state != nil {
+				opts.Bundles, opts.Decisions = state.bundles, state.decisions
+			}
 		}
 		opts.Ports = registry
 		if cp != nil {
 			opts.XDSSnapshot = cp.snapshotJSON
 		}
 		opts.Ready = storeReady(opts.Ready, st)
-		if authn, err = newAPIAuth(ctx, cfg.auth, st, agents, stream, log); err != nil {
+		if authn, err = newAPIAuth(ctx, cfg.auth, st, agents, stream, state.sink(), log); err != nil {
 			return err
 		} else if authn != nil {
 			opts.Auth, opts.MetricsAuth = authn, cfg.auth.metricsAuth
@@ -358,6 +370,8 @@ func run(ctx context.Context, cfg *serveConfig) error {
 	log.Info("gavel serving", "version", info.Version, "authz_addr", info.AuthzAddr, "http_addr", info.HTTPAddr, "xds_addr", info.XDSAddr,
 		"discovery_file", dpath)
 
+	auditCtx, stopAudit := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAudit()
 	g, gctx := errgroup.WithContext(ctx)
 	if gs != nil {
 		g.Go(func() error {
@@ -395,8 +409,10 @@ func run(ctx context.Context, cfg *serveConfig) error {
 			setServing(hs, healthpb.HealthCheckResponse_NOT_SERVING)
 		}
 		shutdown(gs, hsrv, cfg.shutdownTimeout, stream.shutdown)
+		stopAudit() // the servers are done: write the last records, then stop
 		return nil
 	})
+	g.Go(func() error { return state.run(gctx, auditCtx) })
 	err = g.Wait()
 	log.Info("stopped")
 	return err

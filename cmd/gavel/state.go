@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+
+	"github.com/gavel-dev/gavel/api/bundles"
+	"github.com/gavel-dev/gavel/api/decisions"
+	"github.com/gavel-dev/gavel/policy"
+	"github.com/gavel-dev/gavel/store"
+	"github.com/gavel-dev/gavel/store/audit"
+	"github.com/gavel-dev/gavel/store/bundlesync"
+)
+
+// stateConfig configures what gavel serve keeps in its store beyond keys
+// and leases: the audit trail and the bundle lifecycle.
+type stateConfig struct {
+	auditRetention time.Duration
+	auditQueue     int
+	verifyKey      string
+	verifyKeyID    string
+	verifyAlg      string
+}
+
+func (c *stateConfig) flags(f *pflag.FlagSet) {
+	f.DurationVar(&c.auditRetention, "audit-retention", audit.DefaultRetention, "how long the audit trail keeps a decision (0 keeps everything)")
+	f.IntVar(&c.auditQueue, "audit-queue", 1<<16, "audit records that may wait to be written; beyond it records are dropped and counted, never waited for")
+	f.StringVar(&c.verifyKey, "bundle-verification-key", "", "PEM public key: uploaded bundles must be signed with it (OPA bundle signing)")
+	f.StringVar(&c.verifyKeyID, "bundle-verification-key-id", "default", "the key id (kid) bundle signatures name")
+	f.StringVar(&c.verifyAlg, "bundle-verification-alg", "RS256", "the bundle signature algorithm")
+}
+
+// state is the store-backed part of gavel serve: the audit writer every
+// decision goes to, the bundle lifecycle API, the syncer that keeps this
+// replica on the active revision, and the audit trail API.
+type state struct {
+	audit     *audit.Writer
+	syncer    *bundlesync.Syncer
+	st        store.Store
+	retention time.Duration
+	bundles   http.Handler
+	decisions http.Handler
+	log       *slog.Logger
+}
+
+// newState builds it, and switches svc to the store's active revision when
+// there is one (a replica that starts serves what the others serve). It
+// returns nil without a store.
+func newState(ctx context.Context, c stateConfig, st store.Store, svc *policy.Service, compile policy.CompileOptions,
+	bus store.Bus, dataDir string, reg prometheus.Registerer, log *slog.Logger) (*state, error) {
+	if st == nil || svc == nil {
+		return nil, nil
+	}
+	var verifier *policy.Verifier
+	if c.verifyKey != "" {
+		pem, err := os.ReadFile(c.verifyKey)
+		if err != nil {
+			return nil, fmt.Errorf("--bundle-verification-key: %w", err)
+		}
+		if verifier, err = policy.NewVerifier(pem, c.verifyKeyID, c.verifyAlg); err != nil {
+			return nil, fmt.Errorf("--bundle-verification-key: %w", err)
+		}
+	}
+	w, err := audit.New(audit.Options{
+		Store:     st,
+		SpillDir:  filepath.Join(dataDir, "audit-spill"),
+		QueueSize: c.auditQueue,
+		Metrics:   audit.NewMetrics(reg),
+		Logger:    log.With("component", "audit"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &state{
+		audit:     w,
+		st:        st,
+		retention: c.auditRetention,
+		syncer: bundlesync.New(bundlesync.Options{Store: st, Service: svc, Verifier: verifier,
+			Metrics: bundlesync.NewMetrics(reg), Logger: log.With("component", "bundles")}),
+		decisions: decisions.Handler(st, log),
+		log:       log,
+	}
+	active, err := s.syncer.Start(ctx)
+	switch {
+	case err != nil:
+		log.Error("the store's active bundle cannot serve; serving the configured bundle", "err", err)
+	case active:
+		log.Info("serving the store's active bundle", "revision", svc.Revision())
+	}
+	s.bundles = bundles.Handler(bundles.Options{
+		Store:   st,
+		Check:   bundles.CheckOptions{Verifier: verifier, Compile: compile},
+		Events:  bus,
+		Replica: replicaID(),
+		Logger:  log.With("component", "bundles"),
+	})
+	return s, nil
+}
+
+// sink is where decisions are recorded (nil without a store).
+func (s *state) sink() policy.Sink {
+	if s == nil {
+		return nil
+	}
+	return s.audit
+}
+
+// run follows activations and enforces retention until ctx ends, and
+// writes audit records until auditCtx ends: that one ends after the
+// servers stopped, so the last decisions are written too.
+func (s *state) run(ctx, auditCtx context.Context) error {
+	if s == nil {
+		return nil
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = s.syncer.Run(ctx) })
+	wg.Go(func() { audit.Retain(ctx, s.st, s.retention, 0, s.log.With("component", "audit")) })
+	err := s.audit.Run(auditCtx)
+	wg.Wait()
+	return err
+}
+
+// sinks joins the non-nil sinks.
+func sinks(ss ...policy.Sink) policy.Sink {
+	var out policy.Sinks
+	for _, s := range ss {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	switch len(out) {
+	case 0:
+		return nil
+	case 1:
+		return out[0]
+	}
+	return out
+}
