@@ -26,6 +26,7 @@ import (
 
 	"github.com/gavel-dev/gavel/policy"
 	"github.com/gavel-dev/gavel/store"
+	"github.com/gavel-dev/gavel/store/breaker"
 )
 
 // Options configure a [Writer]. Zero values mean defaults.
@@ -45,10 +46,16 @@ type Options struct {
 	// RetryInterval is how often a writer that is spilling checks the store
 	// again (default 1 s).
 	RetryInterval time.Duration
-	// WriteTimeout bounds one store write (default 5 s).
+	// WriteTimeout bounds one store write (default 1 s): a store that does
+	// not answer in time is treated as down and the batch spills, so the
+	// queue keeps draining.
 	WriteTimeout time.Duration
-	Metrics      *Metrics
-	Logger       *slog.Logger
+	// Breaker, when set, guards store writes: while it is open batches
+	// spill at once instead of waiting for timeouts, and replays retry
+	// transient errors with backoff.
+	Breaker *breaker.Breaker
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 // Writer is the audit trail's writer. Record is safe for concurrent use;
@@ -88,7 +95,7 @@ func New(opts Options) (*Writer, error) {
 		opts.RetryInterval = time.Second
 	}
 	if opts.WriteTimeout <= 0 {
-		opts.WriteTimeout = 5 * time.Second
+		opts.WriteTimeout = time.Second
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
@@ -203,11 +210,31 @@ func (w *Writer) write(ctx context.Context, batch []policy.Record) {
 }
 
 func (w *Writer) store(ctx context.Context, batch []policy.Record) error {
-	ctx, cancel := context.WithTimeout(ctx, w.opts.WriteTimeout)
-	defer cancel()
-	start := time.Now()
-	n, err := w.opts.Store.WriteAudit(ctx, batch)
-	w.m.writeDuration.Observe(time.Since(start).Seconds())
+	return w.storeWith(ctx, batch, false)
+}
+
+// storeWith writes batch through the breaker, if any; retry (replays)
+// retries transient errors with backoff.
+func (w *Writer) storeWith(ctx context.Context, batch []policy.Record, retry bool) error {
+	var n int
+	write := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, w.opts.WriteTimeout)
+		defer cancel()
+		start := time.Now()
+		var err error
+		n, err = w.opts.Store.WriteAudit(ctx, batch)
+		w.m.writeDuration.Observe(time.Since(start).Seconds())
+		return err
+	}
+	var err error
+	switch {
+	case w.opts.Breaker == nil:
+		err = write(ctx)
+	case retry:
+		err = w.opts.Breaker.Do(ctx, write)
+	default:
+		err = w.opts.Breaker.Execute(ctx, write)
+	}
 	if err != nil {
 		w.m.writeErrors.Inc()
 		return err
@@ -341,7 +368,7 @@ func (w *Writer) replaySegment(ctx context.Context, path string) (int, error) {
 		if len(batch) == 0 {
 			return nil
 		}
-		if err := w.store(ctx, batch); err != nil {
+		if err := w.storeWith(ctx, batch, true); err != nil {
 			return fmt.Errorf("%w: %w", errStoreDown, err)
 		}
 		total += len(batch)

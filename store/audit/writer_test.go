@@ -15,6 +15,7 @@ import (
 	"github.com/gavel-dev/gavel/policy"
 	"github.com/gavel-dev/gavel/store"
 	"github.com/gavel-dev/gavel/store/audit"
+	"github.com/gavel-dev/gavel/store/breaker"
 	"github.com/gavel-dev/gavel/store/sqlite"
 )
 
@@ -316,4 +317,46 @@ func TestRetainPrunesOldRecords(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// With a breaker, a store that is down is not asked again for every batch:
+// once open, batches spill at once; after the open timeout a probe finds
+// the store back and the spill is replayed.
+func TestWriterBreaker(t *testing.T) {
+	st := openStore(t)
+	f := &flaky{Audit: st}
+	f.down.Store(true)
+	reg := prometheus.NewRegistry()
+	br := breaker.New("audit-store", breaker.Options{OpenTimeout: 200 * time.Millisecond, Metrics: breaker.NewMetrics(reg)})
+	w, err := audit.New(audit.Options{Store: f, SpillDir: t.TempDir(), BatchSize: 10, FlushInterval: 2 * time.Millisecond,
+		RetryInterval: 20 * time.Millisecond, Breaker: br, Metrics: audit.NewMetrics(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	for i := range 50 {
+		for _, rec := range records(i*10, 10) {
+			w.Record(rec)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for br.State() != breaker.Open {
+		if time.Now().After(deadline) {
+			t.Fatal("the breaker never opened")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// While open, the store is asked at most once per open timeout (a probe).
+	before := f.writes.Load()
+	time.Sleep(100 * time.Millisecond)
+	if asked := f.writes.Load() - before; asked > 2 {
+		t.Fatalf("the store was asked %d times in 100 ms with the breaker open", asked)
+	}
+	f.down.Store(false)
+	waitCount(t, st, 500)
 }
