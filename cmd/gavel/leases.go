@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"time"
 
@@ -110,4 +111,37 @@ func (r *persistentRegistry) Run(ctx context.Context) error {
 		}
 	}()
 	return r.Memory.Run(ctx)
+}
+
+// eventRegistry publishes registrations and releases on the event bus
+// (renewals are heartbeats and are not published; expiries show in the
+// control plane's pushes).
+type eventRegistry struct {
+	ports.Registry
+	bus     store.Bus
+	replica string
+}
+
+func (r *eventRegistry) publish(ctx context.Context, action string, inst ports.Instance) {
+	data, _ := json.Marshal(map[string]any{"action": action, "service": inst.Service, "id": inst.ID,
+		"address": inst.Address, "port": inst.Port, "labels": inst.Labels})
+	_ = r.bus.Publish(ctx, store.Event{Type: store.EventRegistration, Time: time.Now().UTC(), Replica: r.replica, Data: data})
+}
+
+// Register implements ports.Registry.
+func (r *eventRegistry) Register(ctx context.Context, req ports.Request) (ports.Instance, error) {
+	inst, err := r.Registry.Register(ctx, req)
+	if err == nil {
+		r.publish(ctx, "registered", inst)
+	}
+	return inst, err
+}
+
+// Release implements ports.Registry.
+func (r *eventRegistry) Release(ctx context.Context, service, id string) error {
+	err := r.Registry.Release(ctx, service, id)
+	if err == nil {
+		r.publish(ctx, "released", ports.Instance{Service: service, ID: id})
+	}
+	return err
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"strings"
 	"time"
@@ -48,12 +49,12 @@ type redisTier struct {
 // newRedis builds the Redis tier, or returns nil when --redis-addr is
 // empty. The bus runs until ctx ends or close is called. Redis need not be
 // up: the tier starts degraded and recovers when it answers.
-func newRedis(ctx context.Context, cfg redisConfig, reg prometheus.Registerer, log *slog.Logger) *redisTier {
+func newRedis(ctx context.Context, cfg redisConfig, reg prometheus.Registerer, bm *breaker.Metrics, log *slog.Logger) *redisTier {
 	if cfg.addr == "" {
 		return nil
 	}
 	m := redisstore.NewMetrics(reg)
-	br := breaker.New("redis", breaker.Options{Metrics: breaker.NewMetrics(reg)})
+	br := breaker.New("redis", breaker.Options{Metrics: bm})
 	br.OnChange(func(name string, from, to breaker.State) {
 		log.Warn("circuit breaker", "name", name, "from", from.String(), "to", to.String())
 	})
@@ -129,4 +130,22 @@ func newEventBus(cfg *serveConfig, r *redisTier) store.Bus {
 		return r.bus
 	}
 	return store.NewMemoryBus(0)
+}
+
+// publishBreaker publishes the Redis breaker's state changes on bus.
+func (r *redisTier) publishBreaker(bus store.Bus) {
+	if r == nil || bus == nil {
+		return
+	}
+	publishBreakerEvents(r.breaker, bus)
+}
+
+// publishBreakerEvents publishes b's state changes on bus as breaker
+// events: {"name", "from", "to"}.
+func publishBreakerEvents(b *breaker.Breaker, bus store.Bus) {
+	replica := replicaID()
+	b.OnChange(func(name string, from, to breaker.State) {
+		data, _ := json.Marshal(map[string]string{"name": name, "from": from.String(), "to": to.String()})
+		_ = bus.Publish(context.Background(), store.Event{Type: store.EventBreaker, Time: time.Now().UTC(), Replica: replica, Data: data})
+	})
 }

@@ -30,7 +30,7 @@ func TestRedisFlagsFromEnvironment(t *testing.T) {
 
 func TestRedisOffByDefault(t *testing.T) {
 	cfg := &serveConfig{}
-	r := newRedis(t.Context(), cfg.redis, nil, nil)
+	r := newRedis(t.Context(), cfg.redis, nil, nil, nil)
 	if r != nil {
 		t.Fatal("a Redis tier without --redis-addr")
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/gavel-dev/gavel/extauthz"
 	"github.com/gavel-dev/gavel/policy"
 	"github.com/gavel-dev/gavel/policy/builtin"
+	"github.com/gavel-dev/gavel/store/breaker"
 	"github.com/gavel-dev/gavel/xds/ports"
 )
 
@@ -224,9 +225,11 @@ func run(ctx context.Context, cfg *serveConfig) error {
 		defer st.Close()
 	}
 	reg := newRegistry()
-	rt := newRedis(ctx, cfg.redis, reg, log)
+	breakers := breaker.NewMetrics(reg)
+	rt := newRedis(ctx, cfg.redis, reg, breakers, log)
 	defer rt.close()
 	bus := newEventBus(cfg, rt)
+	rt.publishBreaker(bus)
 	portReg, err := newPortRegistry(cfg)
 	if err != nil {
 		return err
@@ -258,7 +261,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 			log.Warn("dry-run: decisions of this entry point are not enforced", "entry", e)
 		}
 		compile := policy.CompileOptions{EntryPoints: append([]string{cfg.defaultEntry}, cfg.entryPoints...)}
-		if state, err = newState(ctx, cfg.state, st, svc, compile, bus, cfg.dataDir, reg, log); err != nil {
+		if state, err = newState(ctx, cfg.state, st, svc, compile, bus, breakers, cfg.dataDir, reg, log); err != nil {
 			return err
 		}
 		authz = extauthz.NewServer(svc, extauthz.Options{
@@ -287,6 +290,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 			}
 			registry, runPorts = pr, pr.Run
 		}
+		registry = &eventRegistry{Registry: registry, bus: bus, replica: replicaID()}
 	}
 	cp, err := newControlPlane(ctx, cfg, log, reg, registry)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/gavel-dev/gavel/policy"
 	"github.com/gavel-dev/gavel/store"
 	"github.com/gavel-dev/gavel/store/audit"
+	"github.com/gavel-dev/gavel/store/breaker"
 	"github.com/gavel-dev/gavel/store/bundlesync"
 )
 
@@ -56,7 +57,7 @@ type state struct {
 // there is one (a replica that starts serves what the others serve). It
 // returns nil without a store.
 func newState(ctx context.Context, c stateConfig, st store.Store, svc *policy.Service, compile policy.CompileOptions,
-	bus store.Bus, dataDir string, reg prometheus.Registerer, log *slog.Logger) (*state, error) {
+	bus store.Bus, breakers *breaker.Metrics, dataDir string, reg prometheus.Registerer, log *slog.Logger) (*state, error) {
 	if st == nil || svc == nil {
 		return nil, nil
 	}
@@ -70,8 +71,16 @@ func newState(ctx context.Context, c stateConfig, st store.Store, svc *policy.Se
 			return nil, fmt.Errorf("--bundle-verification-key: %w", err)
 		}
 	}
+	br := breaker.New("store", breaker.Options{Metrics: breakers})
+	br.OnChange(func(name string, from, to breaker.State) {
+		log.Warn("circuit breaker", "name", name, "from", from.String(), "to", to.String())
+	})
+	if bus != nil {
+		publishBreakerEvents(br, bus)
+	}
 	w, err := audit.New(audit.Options{
 		Store:     st,
+		Breaker:   br,
 		SpillDir:  filepath.Join(dataDir, "audit-spill"),
 		QueueSize: c.auditQueue,
 		Metrics:   audit.NewMetrics(reg),
