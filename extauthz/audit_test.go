@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"strings"
 	"testing"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -32,6 +33,13 @@ func TestCheckIsAudited(t *testing.T) {
 		rec, ok := recent.Get(id)
 		if !ok {
 			t.Fatalf("no audit record for decision %s", id)
+		}
+		if tc.key != "" {
+			b, err := rec.InputFunc()
+			if err != nil || !strings.Contains(string(b), `"x-api-key":"[REDACTED]"`) || strings.Contains(string(b), tc.key) ||
+				!strings.Contains(string(b), `"/api/v1/orders"`) {
+				t.Errorf("recorded input %s (%v): want the API key redacted, the rest kept", b, err)
+			}
 		}
 		if rec.Outcome != tc.outcome || rec.Source != policy.SourceEnvoy || rec.Principal != tc.principal ||
 			rec.Action != "GET" || rec.CorrelationID != "req-1" || rec.Revision == "" || len(rec.RuleIDs) == 0 || rec.Latency <= 0 {

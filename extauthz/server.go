@@ -129,7 +129,12 @@ func (s *Server) answer(ctx context.Context, api, entry string, in policy.Input,
 	a := Classify(d, err)
 	s.log(ctx, api, a, ri)
 	if s.opts.Audit != nil {
-		s.opts.Audit.Record(record(api, a, ri))
+		rec := record(api, a, ri)
+		if err == nil {
+			sensitive := d.Sensitive
+			rec.InputFunc = func() ([]byte, error) { return policy.AuditInput(in, sensitive) }
+		}
+		s.opts.Audit.Record(rec)
 	}
 	return a
 }

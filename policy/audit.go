@@ -47,6 +47,9 @@ type Record struct {
 	// Input is the input document as JSON, with what the policy marks
 	// sensitive redacted; it may be omitted for size.
 	Input []byte `json:"input,omitempty"`
+	// InputFunc, when set and Input is not, renders Input. The audit
+	// writer calls it off the decision path (see AuditInput).
+	InputFunc func() ([]byte, error) `json:"-"`
 }
 
 // Sink receives audit records. Record must not block a decision: an

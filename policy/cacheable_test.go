@@ -212,7 +212,7 @@ func TestBadMetadata(t *testing.T) {
 		{"cache_key not a reference", "cache_key:\n#       - \"input.a +\"", `cache_key[0]: "input.a +" is not a Rego reference`},
 		{"cache_key not a list", "cache_key: input.user", "cache_key: want a list of input references"},
 		{"cache_key element not a string", "cache_key:\n#       - 1", "cache_key[0]: want a string such as input.parsed_path"},
-		{"unknown key", "cache_keys:\n#       - input.user", `unknown key "cache_keys" (known: cache_key, cache_ttl, dry_run, reads_body)`},
+		{"unknown key", "cache_keys:\n#       - input.user", `unknown key "cache_keys" (known: cache_key, cache_ttl, dry_run, reads_body, sensitive)`},
 		{"bad cache_ttl", "cache_ttl: soon", `cache_ttl: want a duration such as "30s", got soon`},
 		{"negative cache_ttl", "cache_ttl: -1s", `cache_ttl: want a duration such as "30s", got -1s`},
 		{"cache_ttl a number", "cache_ttl: 30", `cache_ttl: want a duration such as "30s", got 30`},

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"github.com/open-policy-agent/opa/v1/ast"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -109,6 +111,9 @@ type Decision struct {
 	ID       string `json:"id,omitempty"`
 	DryRun   bool   `json:"dry_run,omitempty"`
 	Cached   bool   `json:"cached,omitempty"`
+	// Sensitive is the entry point's sensitive input paths, for the audit
+	// record of this decision (see AuditInput).
+	Sensitive []ast.Ref `json:"-"`
 }
 
 // Allowed reports whether the decision lets the action proceed.

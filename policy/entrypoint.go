@@ -43,6 +43,9 @@ type EntryPointConfig struct {
 	// ReadsBody tells a control plane to send the request body to ext_authz
 	// for routes that use this entry point.
 	ReadsBody bool
+	// Sensitive lists input paths the audit trail must not keep: the
+	// recorded input has "[REDACTED]" in their place.
+	Sensitive []ast.Ref
 }
 
 // EntryPointRef turns an entry point path ("envoy/authz/allow", or
@@ -123,8 +126,9 @@ func entryPointAnnotations(c *ast.Compiler) (map[string]EntryPointConfig, map[st
 }
 
 func equalConfig(a, b EntryPointConfig) bool {
+	eq := func(x, y ast.Ref) bool { return x.Equal(y) }
 	return a.CacheTTL == b.CacheTTL && a.DryRun == b.DryRun && a.ReadsBody == b.ReadsBody &&
-		slices.EqualFunc(a.CacheKey, b.CacheKey, func(x, y ast.Ref) bool { return x.Equal(y) })
+		slices.EqualFunc(a.CacheKey, b.CacheKey, eq) && slices.EqualFunc(a.Sensitive, b.Sensitive, eq)
 }
 
 func parseEntryPointConfig(raw any) (EntryPointConfig, error) {
@@ -135,22 +139,27 @@ func parseEntryPointConfig(raw any) (EntryPointConfig, error) {
 	}
 	for k, v := range m {
 		switch k {
-		case "cache_key":
+		case "cache_key", "sensitive":
 			list, ok := v.([]any)
 			if !ok {
-				return cfg, fmt.Errorf("cache_key: want a list of input references")
+				return cfg, fmt.Errorf("%s: want a list of input references", k)
 			}
-			cfg.CacheKey = make([]ast.Ref, 0, len(list))
+			refs := make([]ast.Ref, 0, len(list))
 			for i, e := range list {
 				s, ok := e.(string)
 				if !ok {
-					return cfg, fmt.Errorf("cache_key[%d]: want a string such as input.parsed_path", i)
+					return cfg, fmt.Errorf("%s[%d]: want a string such as input.parsed_path", k, i)
 				}
 				ref, err := parseInputRef(s)
 				if err != nil {
-					return cfg, fmt.Errorf("cache_key[%d]: %w", i, err)
+					return cfg, fmt.Errorf("%s[%d]: %w", k, i, err)
 				}
-				cfg.CacheKey = append(cfg.CacheKey, ref)
+				refs = append(refs, ref)
+			}
+			if k == "cache_key" {
+				cfg.CacheKey = refs
+			} else {
+				cfg.Sensitive = refs
 			}
 		case "cache_ttl":
 			s, ok := v.(string)
@@ -170,7 +179,7 @@ func parseEntryPointConfig(raw any) (EntryPointConfig, error) {
 				cfg.ReadsBody = b
 			}
 		default:
-			return cfg, fmt.Errorf("unknown key %q (known: cache_key, cache_ttl, dry_run, reads_body)", k)
+			return cfg, fmt.Errorf("unknown key %q (known: cache_key, cache_ttl, dry_run, reads_body, sensitive)", k)
 		}
 	}
 	return cfg, nil

@@ -156,6 +156,7 @@ func (s *Service) Decide(ctx context.Context, path string, in Input) (Decision, 
 	}
 	d.ID = NewDecisionID()
 	d.DryRun = d.DryRun || s.dryRun[ep.Path]
+	d.Sensitive = ep.Config.Sensitive
 	return d, nil
 }
 

@@ -139,7 +139,12 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) {
 		h.opts.Metrics.failClosed.WithLabelValues(c.Event.Name).Inc()
 	}
 	if h.opts.Audit != nil {
-		h.opts.Audit.Record(record(c, p, d, err, elapsed))
+		rec := record(c, p, d, err, elapsed)
+		if err == nil {
+			sensitive := d.Sensitive
+			rec.InputFunc = func() ([]byte, error) { return policy.AuditInput(in, sensitive) }
+		}
+		h.opts.Audit.Record(rec)
 	}
 }
 

@@ -194,6 +194,7 @@ func (w *Writer) write(ctx context.Context, batch []policy.Record) {
 	if len(batch) == 0 {
 		return
 	}
+	render(batch)
 	if !w.spilling.Load() {
 		err := w.store(ctx, batch)
 		if err == nil {
@@ -241,6 +242,18 @@ func (w *Writer) storeWith(ctx context.Context, batch []policy.Record, retry boo
 	}
 	w.m.written.Add(float64(n))
 	return nil
+}
+
+// render fills in each record's Input from its InputFunc, here in the
+// writer rather than on the decision path.
+func render(batch []policy.Record) {
+	for i := range batch {
+		r := &batch[i]
+		if r.Input == nil && r.InputFunc != nil {
+			r.Input, _ = r.InputFunc() // an input that cannot be rendered is left out; its digest stays
+		}
+		r.InputFunc = nil
+	}
 }
 
 // spill appends batch to the current segment, one JSON record per line,

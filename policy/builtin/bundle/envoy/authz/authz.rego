@@ -20,6 +20,10 @@ package envoy.authz
 #       - input.parsed_body
 #     cache_ttl: 60s
 #     reads_body: true
+#     sensitive:
+#       - input.attributes.request.http.headers["x-api-key"]
+#       - input.attributes.request.http.headers.authorization
+#       - input.attributes.request.http.headers.cookie
 allow := {"allowed": true, "reason": "public route", "rule_ids": ["http.public"]} if {
 	route.public
 } else := deny(401, "http.key.missing", "missing API key: send it in the x-api-key header") if {

@@ -50,6 +50,10 @@ package gavel.agent
 #       - input.hook.cwd
 #       - input.session.project_dir
 #     cache_ttl: 5m
+#     sensitive:
+#       - input.hook.prompt
+#       - input.hook.tool_response
+#       - input.hook.tool_input.content
 default decision := {"decision": "no_opinion", "reason": "no rule applies", "rule_ids": []}
 
 decision := object.union_n([
