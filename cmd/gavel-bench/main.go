@@ -62,6 +62,7 @@ commands:
   gen   write a representative request mix as JSONL
   hooks drive load against the Claude Code hooks endpoint and report
   gen-hooks  write a representative mix of hook payloads as JSONL
+  activate  time how long an activation takes to reach every replica
   xds   connect many proxyless gRPC xDS clients to gavel's control plane and
         measure how fast a new endpoint reaches all of them
 
@@ -99,6 +100,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		cmd = cmdHooks
 	case "gen-hooks":
 		cmd = cmdGenHooks
+	case "activate":
+		cmd = cmdActivate
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -25,6 +25,7 @@ import (
 // stateConfig configures what gavel serve keeps in its store beyond keys
 // and leases: the audit trail and the bundle lifecycle.
 type stateConfig struct {
+	audit          bool
 	auditRetention time.Duration
 	auditQueue     int
 	verifyKey      string
@@ -33,6 +34,7 @@ type stateConfig struct {
 }
 
 func (c *stateConfig) flags(f *pflag.FlagSet) {
+	f.BoolVar(&c.audit, "audit", true, "record every decision in the audit trail (false: none is kept; for measuring what auditing costs)")
 	f.DurationVar(&c.auditRetention, "audit-retention", audit.DefaultRetention, "how long the audit trail keeps a decision (0 keeps everything)")
 	f.IntVar(&c.auditQueue, "audit-queue", 1<<16, "audit records that may wait to be written; beyond it records are dropped and counted, never waited for")
 	f.StringVar(&c.verifyKey, "bundle-verification-key", "", "PEM public key: uploaded bundles must be signed with it (OPA bundle signing)")
@@ -45,6 +47,7 @@ func (c *stateConfig) flags(f *pflag.FlagSet) {
 // replica on the active revision, and the audit trail API.
 type state struct {
 	audit     *audit.Writer
+	auditOn   bool
 	syncer    *bundlesync.Syncer
 	st        store.Store
 	retention time.Duration
@@ -91,6 +94,7 @@ func newState(ctx context.Context, c stateConfig, st store.Store, svc *policy.Se
 	}
 	s := &state{
 		audit:     w,
+		auditOn:   c.audit,
 		st:        st,
 		retention: c.auditRetention,
 		syncer: bundlesync.New(bundlesync.Options{Store: st, Service: svc, Verifier: verifier,
@@ -115,9 +119,10 @@ func newState(ctx context.Context, c stateConfig, st store.Store, svc *policy.Se
 	return s, nil
 }
 
-// sink is where decisions are recorded (nil without a store).
+// sink is where decisions are recorded (nil without a store, or with
+// --audit=false).
 func (s *state) sink() policy.Sink {
-	if s == nil {
+	if s == nil || !s.auditOn {
 		return nil
 	}
 	return s.audit
