@@ -31,7 +31,7 @@ func adminURL() string {
 
 // freshSchema creates an empty schema, dropped when t ends, and returns a
 // URL whose connections use it.
-func freshSchema(t *testing.T) string {
+func freshSchema(t testing.TB) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
