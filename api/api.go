@@ -1,8 +1,8 @@
 // Package api is gavel's HTTP application: health and readiness, the
-// Prometheus endpoint, the HTTP authorization endpoint, the port discovery
-// REST API, and the routes the hooks, MCP, events and admin handlers mount
-// on. Handlers return errors; one adapter maps them to status codes without
-// leaking internals.
+// Prometheus endpoint, the API's OpenAPI description (openapi.yaml), the
+// HTTP authorization endpoint, the port discovery REST API, and the routes
+// the hooks, MCP, events and admin handlers mount on. Handlers return
+// errors; one adapter maps them to status codes without leaking internals.
 package api
 
 import (
@@ -85,6 +85,7 @@ func New(opts Options) http.Handler {
 		writeJSON(w, code, st)
 		return nil
 	}))
+	mux.Handle("GET /openapi.json", openapiHandler(opts.Logger))
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
 	}

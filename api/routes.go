@@ -26,6 +26,8 @@ type Route struct {
 //     that carry no credentials.
 //   - /metrics is scraped by Prometheus, which by default sends none; with
 //     Options.MetricsAuth it needs viewer.
+//   - /openapi.json describes the API: it holds no secrets, and clients
+//     and tools read it before they hold a credential.
 //   - /authz/ is the HTTP authorization endpoint nginx, Traefik and Envoy
 //     call on every request of the traffic they protect. Those requests
 //     carry the end user's own credentials, which the policy itself
@@ -40,6 +42,7 @@ var Routes = []Route{
 	{Pattern: "GET /healthz", Why: "health probes carry no credentials"},
 	{Pattern: "GET /readyz", Why: "readiness probes carry no credentials"},
 	{Pattern: "GET /metrics", Why: "Prometheus scrapes without credentials by default (--metrics-auth asks for viewer)"},
+	{Pattern: "GET /openapi.json", Why: "the API description holds no secrets, and clients and tools read it before they hold a credential"},
 	{Pattern: "/authz/", Why: "proxies call it for every request; the policy authenticates the end user's own credentials"},
 	{Pattern: "/v1/hooks/", Role: auth.RoleAgent},
 	{Pattern: "/v1/validate", Role: auth.RoleAgent},

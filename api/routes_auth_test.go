@@ -224,7 +224,7 @@ func TestAuthEveryRoute(t *testing.T) {
 			}
 		})
 	}
-	if protected == 0 || open != 4 {
+	if protected == 0 || open != 5 {
 		t.Errorf("%d protected and %d open routes", protected, open)
 	}
 	if rec := do("GET /no-such-route", ""); rec.Code != 404 {
