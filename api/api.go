@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 
 	"github.com/gavel-dev/gavel/xds/ports"
 )
@@ -66,6 +67,12 @@ type Options struct {
 
 // New builds the HTTP handler.
 func New(opts Options) http.Handler {
+	opts, mux := newMux(opts)
+	return wrap(opts, mux)
+}
+
+// newMux registers every route of opts (with defaults filled in).
+func newMux(opts Options) (Options, *http.ServeMux) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -133,10 +140,30 @@ func New(opts Options) http.Handler {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
+	return opts, mux
+}
+
+// wrap puts the mux behind authentication and routes the authorization
+// endpoints around it.
+func wrap(opts Options, mux *http.ServeMux) http.Handler {
+	var h http.Handler = mux
 	if opts.Auth != nil {
-		return protect(mux, opts.Auth, opts.MetricsAuth)
+		h = protect(mux, opts.Auth, opts.MetricsAuth)
 	}
-	return mux
+	if opts.Authz == nil {
+		return h
+	}
+	// The authorization endpoints see the original request's path exactly
+	// as the proxy sent it: ServeMux would clean it ("//", "/../") and
+	// redirect, so a policy would never see the path an attacker used.
+	// They are open routes (see Routes).
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/authz/") {
+			opts.Authz.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Error is an error with the status code and the message a client may see.

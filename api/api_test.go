@@ -103,3 +103,17 @@ func TestErrorAdapterHidesInternals(t *testing.T) {
 		}
 	}
 }
+
+// The authorization endpoints get the path as the proxy sent it, not a
+// cleaned one or a redirect.
+func TestAuthzPathsAreNotCleaned(t *testing.T) {
+	var seen string
+	h := New(Options{Authz: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.URL.Path })})
+	for _, p := range []string{"/authz/envoy//admin", "/authz/envoy/a/../admin", "/authz/envoy/./x"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
+		if rec.Code != http.StatusOK || seen != p {
+			t.Errorf("%s: %d, handler saw %q", p, rec.Code, seen)
+		}
+	}
+}

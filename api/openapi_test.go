@@ -159,10 +159,7 @@ var routed = []string{"/authz/", "/v1/hooks/", "/v1/bundles", "/v1/bundles/", "/
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	doc := loadOpenAPI(t)
 	opts := allOptions(t)
-	mux, ok := New(opts).(*http.ServeMux)
-	if !ok {
-		t.Fatal("New without Auth is not a *http.ServeMux")
-	}
+	_, mux := newMux(opts)
 
 	described := map[string][]operation{} // by the pattern that serves them
 	for _, o := range operations(doc) {

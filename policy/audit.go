@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"sync"
 	"time"
 )
@@ -114,4 +115,35 @@ func (r *Recent) Get(id string) (Record, bool) {
 		return Record{}, false
 	}
 	return r.ring[i], true
+}
+
+// MarshalJSON writes Input as the JSON document it is (not base64).
+func (r Record) MarshalJSON() ([]byte, error) {
+	type plain Record
+	out := struct {
+		plain
+		Input json.RawMessage `json:"input,omitempty"`
+	}{plain: plain(r)}
+	if len(r.Input) > 0 && json.Valid(r.Input) {
+		out.Input = r.Input
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (r *Record) UnmarshalJSON(b []byte) error {
+	type plain Record
+	var in struct {
+		plain
+		Input json.RawMessage `json:"input,omitempty"`
+	}
+	if err := json.Unmarshal(b, &in); err != nil {
+		return err
+	}
+	*r = Record(in.plain)
+	r.Input = nil
+	if len(in.Input) > 0 && string(in.Input) != "null" {
+		r.Input = []byte(in.Input)
+	}
+	return nil
 }

@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -23,5 +25,24 @@ func TestRecent(t *testing.T) {
 	}
 	if rec, ok := r.Get("4"); !ok || rec.Outcome != "allow" {
 		t.Errorf("record 4: %+v %v", rec, ok)
+	}
+}
+
+func TestRecordJSONKeepsTheInputAsJSON(t *testing.T) {
+	r := Record{ID: "d1", Outcome: "allow", Input: []byte(`{"user":"ada"}`)}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"input":{"user":"ada"}`) {
+		t.Fatalf("%s: want the input as JSON", b)
+	}
+	var back Record
+	if err := json.Unmarshal(b, &back); err != nil || string(back.Input) != `{"user":"ada"}` || back.ID != "d1" {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
+	b, _ = json.Marshal(Record{ID: "d2"})
+	if strings.Contains(string(b), `"input"`) {
+		t.Fatalf("%s: no input, no field", b)
 	}
 }

@@ -1,8 +1,6 @@
 package policy
 
 import (
-	"github.com/open-policy-agent/opa/v1/ast"
-
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // Outcome is what a decision says should happen.

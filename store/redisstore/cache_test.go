@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -48,12 +49,13 @@ func fullDecision() policy.Decision {
 			"empty":              map[string]any{},
 			"list":               []any{json.Number("1"), "two", false},
 		},
-		TTL:      1500 * time.Millisecond,
-		Entry:    "claude/pretooluse",
-		Revision: "sha256:abc",
-		ID:       "per-evaluation",
-		DryRun:   true,
-		Cached:   true,
+		TTL:       1500 * time.Millisecond,
+		Entry:     "claude/pretooluse",
+		Revision:  "sha256:abc",
+		ID:        "per-evaluation",
+		DryRun:    true,
+		Cached:    true,
+		Sensitive: []ast.Ref{ast.MustParseRef("input.hook.prompt")},
 	}
 }
 
@@ -78,7 +80,7 @@ func TestCacheRoundTripsEveryField(t *testing.T) {
 		t.Fatal("miss after Set")
 	}
 	want := d
-	want.ID, want.Cached = "", false // set per evaluation by the service
+	want.ID, want.Cached, want.Sensitive = "", false, nil // set per evaluation by the service
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("round trip:\n got %#v\nwant %#v", got, want)
 	}
