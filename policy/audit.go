@@ -43,6 +43,13 @@ type Record struct {
 	// CorrelationID joins records of one action across events (a hook's
 	// session, tool use and event; Envoy's x-request-id).
 	CorrelationID string `json:"correlation_id,omitempty"`
+	// TraceID is the W3C trace id (32 hex digits) of the trace the
+	// decision belongs to: its own span's when gavel traces, else the one
+	// the caller gave, so a trace leads to its record and back.
+	TraceID string `json:"trace_id,omitempty"`
+	// SpanID is the decision's own span (16 hex digits), when it was
+	// traced and sampled.
+	SpanID string `json:"span_id,omitempty"`
 	// InputDigest is the hex sha256 of the input document the policy saw.
 	InputDigest string `json:"input_digest,omitempty"`
 	// Input is the input document as JSON, with what the policy marks

@@ -18,7 +18,7 @@ func TestStoreOpenSQLite(t *testing.T) {
 		t.Fatalf("Open(unmigrated, Migrate false) = %v, want ErrMigrationNeeded", err)
 	}
 	applied, err := store.Migrate(t.Context(), store.Options{SQLitePath: path})
-	if err != nil || !slices.Equal(applied, []int64{1}) {
+	if err != nil || !slices.Equal(applied, []int64{1, 2}) {
 		t.Fatalf("Migrate = %v, %v", applied, err)
 	}
 	s, err := store.Open(t.Context(), store.Options{SQLitePath: path})

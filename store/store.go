@@ -55,6 +55,8 @@ type DecisionQuery struct {
 	// Rule matches records whose RuleIDs contain it.
 	Rule     string
 	Revision string
+	// TraceID matches the records of one trace (policy.Record.TraceID).
+	TraceID string
 	// Since is inclusive, Until exclusive.
 	Since, Until time.Time
 	// Cursor continues a listing: the Next of the previous page.

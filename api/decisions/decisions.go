@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gavel-dev/gavel/policy"
@@ -23,12 +24,13 @@ const MaxLimit = 1000
 // Handler serves the audit trail from a store. It expects an authenticator
 // in front (role viewer).
 //
-//	GET /v1/decisions?source=&outcome=&principal=&rule=&revision=&since=&until=&limit=&cursor=
+//	GET /v1/decisions?source=&outcome=&principal=&rule=&revision=&trace_id=&since=&until=&limit=&cursor=
 //	GET /v1/decisions/{id}
 //
 // since and until are RFC 3339 times or durations back from now ("1h");
 // since is inclusive, until exclusive. The answer's "next" is the cursor of
-// the following page, absent on the last one.
+// the following page, absent on the last one. trace_id is a W3C trace id
+// (32 hex digits): the records of the decisions made in that trace.
 func Handler(st store.Audit, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.Default()
@@ -72,9 +74,9 @@ func ParseQuery(v url.Values, now time.Time) (store.DecisionQuery, error) {
 	var q store.DecisionQuery
 	for k := range v {
 		switch k {
-		case "source", "outcome", "principal", "rule", "revision", "since", "until", "limit", "cursor":
+		case "source", "outcome", "principal", "rule", "revision", "trace_id", "since", "until", "limit", "cursor":
 		default:
-			return q, fmt.Errorf("unknown parameter %q (want source, outcome, principal, rule, revision, since, until, limit, cursor)", k)
+			return q, fmt.Errorf("unknown parameter %q (want source, outcome, principal, rule, revision, trace_id, since, until, limit, cursor)", k)
 		}
 		if len(v[k]) > 1 {
 			return q, fmt.Errorf("parameter %q given %d times", k, len(v[k]))
@@ -82,6 +84,12 @@ func ParseQuery(v url.Values, now time.Time) (store.DecisionQuery, error) {
 	}
 	q.Source, q.Outcome, q.Principal = v.Get("source"), v.Get("outcome"), v.Get("principal")
 	q.Rule, q.Revision, q.Cursor = v.Get("rule"), v.Get("revision"), v.Get("cursor")
+	if t := v.Get("trace_id"); t != "" {
+		if !isTraceID(t) {
+			return q, fmt.Errorf("trace_id %q: want a W3C trace id, 32 hex digits (the second field of a traceparent)", t)
+		}
+		q.TraceID = strings.ToLower(t)
+	}
 	var err error
 	if q.Since, err = parseTime("since", v.Get("since"), now); err != nil {
 		return q, err
@@ -100,6 +108,18 @@ func ParseQuery(v url.Values, now time.Time) (store.DecisionQuery, error) {
 		q.Limit = n
 	}
 	return q, nil
+}
+
+func isTraceID(s string) bool {
+	if len(s) != 32 || strings.Trim(s, "0") == "" {
+		return false
+	}
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
 }
 
 func parseTime(name, s string, now time.Time) (time.Time, error) {

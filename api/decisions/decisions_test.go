@@ -28,6 +28,9 @@ func TestDecisionsAPI(t *testing.T) {
 	for i := range 30 {
 		r := policy.Record{ID: "d" + string(rune('a'+i%26)) + string(rune('0'+i/26)), Time: base.Add(time.Duration(i) * time.Minute),
 			Source: policy.SourceHook, Outcome: "allow", Principal: "ada", RuleIDs: []string{"x"}, Revision: "rev1"}
+		if i == 7 {
+			r.TraceID, r.SpanID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+		}
 		if i%3 == 0 {
 			r.Outcome, r.RuleIDs, r.Source = "deny", []string{"shell.rm-root", "x"}, policy.SourceEnvoy
 		}
@@ -84,6 +87,11 @@ func TestDecisionsAPI(t *testing.T) {
 	if code, body := get("/v1/decisions/" + recs[5].ID); code != 200 || !strings.Contains(body, recs[5].ID) {
 		t.Fatalf("one: %d %s", code, body)
 	}
+	// A trace leads to its record (the id is matched in either case).
+	code, body = get("/v1/decisions?trace_id=4BF92F3577B34DA6A3CE929D0E0E4736")
+	if code != 200 || strings.Count(body, `"id"`) != 1 || !strings.Contains(body, recs[7].ID) || !strings.Contains(body, `"span_id": "00f067aa0ba902b7"`) {
+		t.Fatalf("trace_id: %d %s", code, body)
+	}
 	if code, _ := get("/v1/decisions/nope"); code != 404 {
 		t.Fatalf("unknown id: %d", code)
 	}
@@ -94,6 +102,8 @@ func TestDecisionsAPI(t *testing.T) {
 		"?outcome=a&outcome=b": "given 2 times",
 		"?colour=red":          `unknown parameter`,
 		"?since=1h&until=2h":   "not before until",
+		"?trace_id=xyz":        "trace_id",
+		"?trace_id=00000000000000000000000000000000": "trace_id",
 	} {
 		code, body := get("/v1/decisions" + q)
 		if code != 400 || !strings.Contains(body, want) {

@@ -16,7 +16,7 @@ import (
 )
 
 var auditCols = []string{"id", "time", "source", "principal", "action", "resource", "outcome", "error_code", "reasons",
-	"rule_ids", "entry", "revision", "dry_run", "cached", "latency_ns", "correlation_id", "input_digest", "input"}
+	"rule_ids", "entry", "revision", "dry_run", "cached", "latency_ns", "correlation_id", "input_digest", "input", "trace_id", "span_id"}
 
 var auditColumns = strings.Join(auditCols, ", ")
 
@@ -34,7 +34,7 @@ func (s *Store) WriteAudit(ctx context.Context, recs []policy.Record) (int, erro
 		times[i] = r.Time
 		rows[i] = []any{r.ID, dbutil.Time(r.Time), r.Source, r.Principal, r.Action, r.Resource, r.Outcome, r.ErrorCode,
 			nonNil(r.Reasons), nonNil(r.RuleIDs), r.Entry, r.Revision, r.DryRun, r.Cached, int64(r.Latency), r.CorrelationID,
-			r.InputDigest, r.Input}
+			r.InputDigest, r.Input, r.TraceID, r.SpanID}
 	}
 	var n int
 	for attempt := 0; ; attempt++ {
@@ -92,7 +92,7 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery) (store.Dec
 		args = append(args, v)
 		return fmt.Sprintf("$%d", len(args))
 	}
-	for _, f := range [...]struct{ col, v string }{{"source", q.Source}, {"outcome", q.Outcome}, {"principal", q.Principal}, {"revision", q.Revision}} {
+	for _, f := range [...]struct{ col, v string }{{"source", q.Source}, {"outcome", q.Outcome}, {"principal", q.Principal}, {"revision", q.Revision}, {"trace_id", q.TraceID}} {
 		if f.v != "" {
 			where = append(where, f.col+" = "+arg(f.v))
 		}
@@ -134,7 +134,8 @@ func collectRecords(rows pgx.Rows) ([]policy.Record, error) {
 		var r policy.Record
 		var latency int64
 		err := row.Scan(&r.ID, &r.Time, &r.Source, &r.Principal, &r.Action, &r.Resource, &r.Outcome, &r.ErrorCode, &r.Reasons,
-			&r.RuleIDs, &r.Entry, &r.Revision, &r.DryRun, &r.Cached, &latency, &r.CorrelationID, &r.InputDigest, &r.Input)
+			&r.RuleIDs, &r.Entry, &r.Revision, &r.DryRun, &r.Cached, &latency, &r.CorrelationID, &r.InputDigest, &r.Input,
+			&r.TraceID, &r.SpanID)
 		r.Time = r.Time.UTC()
 		r.Latency = time.Duration(latency)
 		r.Reasons, r.RuleIDs, r.Input = dbutil.Nil(r.Reasons), dbutil.Nil(r.RuleIDs), dbutil.Nil(r.Input)

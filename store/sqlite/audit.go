@@ -15,7 +15,7 @@ import (
 )
 
 const auditColumns = `id, time, source, principal, action, resource, outcome, error_code, reasons, rule_ids,
-	entry, revision, dry_run, cached, latency_ns, correlation_id, input_digest, input`
+	entry, revision, dry_run, cached, latency_ns, correlation_id, input_digest, input, trace_id, span_id`
 
 // WriteAudit stores recs in one transaction; a record whose (id, time) is
 // stored already is skipped.
@@ -29,7 +29,7 @@ func (s *Store) WriteAudit(ctx context.Context, recs []policy.Record) (int, erro
 	}
 	defer tx.Rollback()
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO audit (`+auditColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id, time) DO NOTHING RETURNING seq`)
 	if err != nil {
 		return 0, fmt.Errorf("write audit: %w", err)
@@ -47,7 +47,7 @@ func (s *Store) WriteAudit(ctx context.Context, recs []policy.Record) (int, erro
 		var seq int64
 		err := ins.QueryRowContext(ctx, r.ID, micros(r.Time), r.Source, r.Principal, r.Action, r.Resource, r.Outcome, r.ErrorCode,
 			string(reasons), string(rules), r.Entry, r.Revision, r.DryRun, r.Cached, int64(r.Latency), r.CorrelationID,
-			r.InputDigest, r.Input).Scan(&seq)
+			r.InputDigest, r.Input, r.TraceID, r.SpanID).Scan(&seq)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue // stored already
 		}
@@ -95,6 +95,7 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery) (store.Dec
 	eq("outcome", q.Outcome)
 	eq("principal", q.Principal)
 	eq("revision", q.Revision)
+	eq("trace_id", q.TraceID)
 	if q.Rule != "" {
 		where = append(where, "seq IN (SELECT seq FROM audit_rules WHERE rule = ?)")
 		args = append(args, q.Rule)
@@ -157,7 +158,8 @@ func scanRecord(row scanner) (policy.Record, error) {
 	var t, latency int64
 	var reasons, rules string
 	err := row.Scan(&r.ID, &t, &r.Source, &r.Principal, &r.Action, &r.Resource, &r.Outcome, &r.ErrorCode, &reasons, &rules,
-		&r.Entry, &r.Revision, &r.DryRun, &r.Cached, &latency, &r.CorrelationID, &r.InputDigest, &r.Input)
+		&r.Entry, &r.Revision, &r.DryRun, &r.Cached, &latency, &r.CorrelationID, &r.InputDigest, &r.Input,
+		&r.TraceID, &r.SpanID)
 	if err != nil {
 		return r, err
 	}

@@ -95,6 +95,7 @@ func testAuditRoundTrip(t *testing.T, open Opener) {
 		Reasons: []string{"destructive command", "second reason"}, RuleIDs: []string{"bash.rm", "bash.root"},
 		Entry: "gavel/agent/decision", Revision: "sha256:abc", DryRun: true, Cached: true, Latency: 1234567 * time.Nanosecond,
 		CorrelationID: "sess-1/tool-2", InputDigest: "deadbeef", Input: []byte(`{"z":1,"a":[true,null]}`),
+		TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7",
 	}
 	bare := policy.Record{ID: "bare", Time: base.In(time.FixedZone("X", 3600)), Source: policy.SourceEnvoy, Outcome: "error", ErrorCode: "timeout"}
 	write(t, s, full, bare)
@@ -172,7 +173,11 @@ func testDecisionsFilters(t *testing.T, open Opener) {
 		}),
 		mk("c", 3, func(r *policy.Record) { r.Principal = "bob"; r.Revision = "r2"; r.RuleIDs = []string{"bash.rmx"} }),
 		mk("d", 4, func(r *policy.Record) { r.Source = policy.SourceHook; r.Outcome = "ask"; r.Principal = "alice" }),
-		mk("e", 5, func(r *policy.Record) { r.Outcome = "deny"; r.RuleIDs = []string{"x%_", "bash"} }),
+		mk("e", 5, func(r *policy.Record) {
+			r.Outcome = "deny"
+			r.RuleIDs = []string{"x%_", "bash"}
+			r.TraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+		}),
 	)
 	for _, tc := range []struct {
 		name string
@@ -188,6 +193,8 @@ func testDecisionsFilters(t *testing.T, open Opener) {
 		{"rule is whole", store.DecisionQuery{Rule: "bash"}, []string{"e"}},
 		{"rule not a pattern", store.DecisionQuery{Rule: "x%_"}, []string{"e"}},
 		{"rule none", store.DecisionQuery{Rule: "nope"}, nil},
+		{"trace", store.DecisionQuery{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"}, []string{"e"}},
+		{"trace none", store.DecisionQuery{TraceID: "0af7651916cd43dd8448eb211c80319c"}, nil},
 		{"combined", store.DecisionQuery{Source: policy.SourceEnvoy, Outcome: "allow", Principal: "alice", Rule: "net.egress", Revision: "r1"}, []string{"a"}},
 		{"combined none", store.DecisionQuery{Source: policy.SourceHook, Principal: "bob"}, nil},
 		{"limit", store.DecisionQuery{Limit: 2}, []string{"e", "d"}},
@@ -663,5 +670,24 @@ func testLeases(t *testing.T, open Opener) {
 	}
 	if !reflect.DeepEqual(got, []store.Lease{l1, l2}) {
 		t.Errorf("ListLeases\n got %+v\nwant %+v", got, []store.Lease{l1, l2})
+	}
+}
+
+// UpgradedAuditTrace checks a store migrated from schema 1, where a record
+// "old" was written before the trace columns existed: the old record reads
+// back with no trace, a new one with its trace and span, and its trace id
+// finds it.
+func UpgradedAuditTrace(t *testing.T, s store.Store) {
+	t.Helper()
+	old, err := s.Decision(t.Context(), "old")
+	if err != nil || old.TraceID != "" || old.SpanID != "" {
+		t.Fatalf("old record %+v, %v; want it with no trace", old, err)
+	}
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	rec := policy.Record{ID: "new", Time: time.Now().UTC(), Source: policy.SourceEnvoy, Outcome: "deny", TraceID: traceID, SpanID: "00f067aa0ba902b7"}
+	write(t, s, rec)
+	page, err := s.Decisions(t.Context(), store.DecisionQuery{TraceID: traceID})
+	if err != nil || len(page.Records) != 1 || page.Records[0].ID != "new" || page.Records[0].SpanID != rec.SpanID {
+		t.Fatalf("Decisions(trace %s) = %+v, %v; want the new record", traceID, page.Records, err)
 	}
 }
