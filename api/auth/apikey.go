@@ -152,7 +152,12 @@ func (l *keyLookup) lookup(ctx context.Context, hash []byte) (store.Key, bool, e
 	})
 	if err != nil {
 		if cached && c.found {
-			return c.key, true, nil // stale while the store is down
+			// Stale while the store is down: keep serving it for another
+			// TTL rather than have every request wait for the store's
+			// timeout until the outage ends.
+			c.fetched = l.now()
+			l.cache.Add(id, c)
+			return c.key, true, nil
 		}
 		return store.Key{}, false, fmt.Errorf("%w: %w", errStoreUnavailable, err)
 	}

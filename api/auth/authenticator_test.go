@@ -113,6 +113,7 @@ func TestAuthAPIKeys(t *testing.T) {
 type countingKeys struct {
 	store.Keys
 	touches atomic.Int32
+	lookups atomic.Int32
 	down    atomic.Bool
 }
 
@@ -122,6 +123,7 @@ func (c *countingKeys) TouchKey(ctx context.Context, id string, at time.Time) er
 }
 
 func (c *countingKeys) KeyByHash(ctx context.Context, h []byte) (store.Key, error) {
+	c.lookups.Add(1)
 	if c.down.Load() {
 		return store.Key{}, context.DeadlineExceeded
 	}
@@ -188,6 +190,17 @@ func TestKeyStoreOutage(t *testing.T) {
 	}
 	if rec, _ := serve(a, RoleAgent, "Bearer "+NewAPIKey()); rec.Code != 503 {
 		t.Errorf("unseen key during outage: %d, want 503", rec.Code)
+	}
+	// The stale key is served for another TTL without asking the store on
+	// every request (each ask would wait for the store's timeout).
+	before := keys.lookups.Load()
+	for range 5 {
+		if rec, _ := serve(a, RoleAgent, "Bearer "+known); rec.Code != 200 {
+			t.Fatalf("known key during outage: %d", rec.Code)
+		}
+	}
+	if asked := keys.lookups.Load() - before; asked != 0 {
+		t.Errorf("the store was asked %d times within the TTL during the outage", asked)
 	}
 }
 

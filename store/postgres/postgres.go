@@ -165,6 +165,11 @@ func connect(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, stri
 		return nil, "", fmt.Errorf("postgres URL: %w", err)
 	}
 	cfg.MaxConns = int32(maxConns)
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// Without one, a dial to a black-holed server holds a pool slot for
+		// minutes; the URL's connect_timeout overrides it.
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
 	where := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
