@@ -167,7 +167,7 @@ func (s *Service) Query(ctx context.Context, path string, in Input) (any, error)
 	if e == nil {
 		return nil, ErrNoActiveBundle
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.evalTimeout(ctx))
 	defer cancel()
 	v, err := e.Query(ctx, path, in)
 	if err != nil {
@@ -176,6 +176,26 @@ func (s *Service) Query(ctx context.Context, path string, in Input) (any, error)
 		}
 	}
 	return v, err
+}
+
+type evalTimeoutKey struct{}
+
+// WithEvalTimeout returns ctx asking decisions made with it to be bounded
+// by d instead of the service's EvalTimeout: agent hooks have seconds where
+// Envoy has a few hundred milliseconds, and validating a large file takes
+// longer than a request check.
+func WithEvalTimeout(ctx context.Context, d time.Duration) context.Context {
+	if d <= 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, evalTimeoutKey{}, d)
+}
+
+func (s *Service) evalTimeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Value(evalTimeoutKey{}).(time.Duration); ok {
+		return d
+	}
+	return s.timeout
 }
 
 // NewDecisionID returns a fresh decision id (a random UUID), for records of
@@ -228,7 +248,7 @@ func (s *Service) decide(ctx context.Context, e *Engine, ep *EntryPoint, in Inpu
 }
 
 func (s *Service) eval(ctx context.Context, e *Engine, ep *EntryPoint, in Input) (Decision, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.evalTimeout(ctx))
 	defer cancel()
 	start := time.Now()
 	d, err := e.eval(ctx, ep, in)

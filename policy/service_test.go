@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/gavel-dev/gavel/policy"
@@ -631,5 +632,23 @@ slow if {
 	_, err := s.Decide(t.Context(), "svc/slow", input(t, `{}`))
 	if got := policy.ReasonCode(err); got != policy.ReasonTimeout {
 		t.Fatalf("reason %q (%v), want timeout from the service's own evaluation bound", got, err)
+	}
+}
+
+func TestWithEvalTimeout(t *testing.T) {
+	b, err := policy.LoadFS("t", fstest.MapFS{"p.rego": {Data: []byte("package p\n\n# METADATA\n# entrypoint: true\nallow if {\n\tcount([x | some x in numbers.range(1, 300000)]) > 0\n}\n")}}, policy.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := policy.NewService(policy.Options{EvalTimeout: time.Nanosecond})
+	if _, err := s.Activate(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Decide(t.Context(), "p/allow", policy.Input{}); policy.ReasonCode(err) != policy.ReasonTimeout {
+		t.Fatalf("with the service's 1 ns timeout: %v, want a timeout", err)
+	}
+	d, err := s.Decide(policy.WithEvalTimeout(t.Context(), time.Minute), "p/allow", policy.Input{})
+	if err != nil || !d.Allowed() {
+		t.Fatalf("with a minute from the context: %+v %v", d, err)
 	}
 }
