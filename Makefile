@@ -5,7 +5,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 30s
 BENCHTIME ?= 2s
 
-.PHONY: help run build test test-short bench fuzz generate lint fmt tidy clean
+.PHONY: help run build test test-short bench fuzz generate lint fmt tidy clean image
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,6 +37,15 @@ generate: ## regenerate golden files and generated config
 	$(GO) test ./extauthz -run 'Golden' -update
 	$(GO) test ./envoy -run 'Golden' -update
 	$(GO) test ./api/hooks -run 'Golden' -update
+	$(GO) test ./deploy -run 'Generated' -update
+
+IMAGE   ?= gavel:dev
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+image: ## build the container image IMAGE (docker, else podman)
+	@engine=$$(command -v docker || command -v podman) || { \
+	  echo "make image needs docker or podman; neither is installed"; exit 1; }; \
+	$$engine build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 lint: ## gofmt, go vet, staticcheck when installed
 	@test -z "$$(gofmt -l .)" || (echo "gofmt would change:"; gofmt -l .; exit 1)
