@@ -9,9 +9,11 @@ package bundlesync
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,13 +29,19 @@ type Options struct {
 	Limits  policy.Limits
 	// Verifier, when set, checks each bundle again before it serves.
 	Verifier *policy.Verifier
-	Metrics  *Metrics
-	Logger   *slog.Logger
+	// Bus, when set, delivers activation events from other replicas too
+	// (Redis pub/sub): whichever arrives first applies it.
+	Bus     store.Bus
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 // Syncer applies activations to a policy service.
 type Syncer struct {
 	opts Options
+
+	mu      sync.Mutex // one activation at a time, from the watch or the bus
+	applied int64      // the latest activation seq applied
 }
 
 // New returns a syncer; Start applies the active revision, Run follows.
@@ -63,6 +71,9 @@ func (s *Syncer) Start(ctx context.Context) (bool, error) {
 // Run follows activations until ctx ends. The watch is opened again if it
 // ends early (a lost database connection).
 func (s *Syncer) Run(ctx context.Context) error {
+	if s.opts.Bus != nil {
+		go s.followBus(ctx)
+	}
 	for ctx.Err() == nil {
 		ch, err := s.opts.Store.WatchActivations(ctx)
 		if err != nil {
@@ -83,8 +94,30 @@ func (s *Syncer) Run(ctx context.Context) error {
 	return nil
 }
 
+// followBus applies the activation events the bus delivers.
+func (s *Syncer) followBus(ctx context.Context) {
+	for ctx.Err() == nil {
+		sub := s.opts.Bus.Subscribe(ctx)
+		for e := range sub.Events() {
+			if e.Type != store.EventActivation {
+				continue
+			}
+			var a store.Activation
+			if err := json.Unmarshal(e.Data, &a); err != nil || a.Revision == "" {
+				continue
+			}
+			if err := s.apply(ctx, a); err != nil {
+				s.opts.Logger.Error("activation not applied; the previous bundle keeps serving", "revision", a.Revision, "err", err)
+			}
+		}
+		sub.Close()
+	}
+}
+
 func (s *Syncer) apply(ctx context.Context, a store.Activation) error {
-	if s.opts.Service.Revision() == a.Revision {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opts.Service.Revision() == a.Revision || a.Seq <= s.applied && a.Seq != 0 {
 		return nil
 	}
 	b, err := s.opts.Store.Bundle(ctx, a.Revision)
@@ -111,6 +144,7 @@ func (s *Syncer) apply(ctx context.Context, a store.Activation) error {
 		s.opts.Metrics.failures.Inc()
 		return err
 	}
+	s.applied = max(s.applied, a.Seq)
 	lag := time.Since(a.At)
 	s.opts.Metrics.lag.Observe(lag.Seconds())
 	s.opts.Logger.Info("activation applied", "revision", a.Revision, "by", a.By, "seq", a.Seq, "lag_ms", lag.Milliseconds())
