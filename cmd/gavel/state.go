@@ -97,7 +97,7 @@ func newState(ctx context.Context, c stateConfig, st store.Store, svc *policy.Se
 		auditOn:   c.audit,
 		st:        st,
 		retention: c.auditRetention,
-		syncer: bundlesync.New(bundlesync.Options{Store: st, Service: svc, Verifier: verifier,
+		syncer: bundlesync.New(bundlesync.Options{Store: st, Service: svc, Verifier: verifier, Bus: bus,
 			Metrics: bundlesync.NewMetrics(reg), Logger: log.With("component", "bundles")}),
 		decisions: decisions.Handler(st, log),
 		log:       log,
