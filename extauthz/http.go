@@ -13,6 +13,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/gavel-dev/gavel/policy"
@@ -124,11 +125,13 @@ func (s *Server) httpMode(mode string, opts HTTPOptions) http.Handler {
 		var a Answer
 		req, err := checkRequestFromHTTP(r, mode, prefix, opts.MaxBodyBytes)
 		if err != nil {
-			a = s.answer(r.Context(), "http", entry, policy.Input{}, fmt.Errorf("%w: %w", ErrBadRequest, err), requestInfo{method: r.Method, path: r.URL.Path, start: start})
+			a = s.answer(r.Context(), "http", entry, policy.Input{}, fmt.Errorf("%w: %w", ErrBadRequest, err),
+				requestInfo{method: r.Method, path: r.URL.Path, start: start, headers: propagation.HeaderCarrier(r.Header)})
 		} else {
 			in, err := BuildInput(req, s.opts.Input)
 			h := req.Attributes.Request.Http
-			a = s.answer(r.Context(), "http", entry, in, err, requestInfo{id: h.Id, method: h.Method, path: h.Path, host: h.Host, start: start})
+			a = s.answer(r.Context(), "http", entry, in, err, requestInfo{id: h.Id, method: h.Method, path: h.Path, host: h.Host, start: start,
+				headers: propagation.MapCarrier(h.Headers)})
 		}
 		writeHTTPAnswer(w, a, mode == ModeNginx)
 		s.opts.Metrics.observe("http", a, time.Since(start).Seconds())

@@ -8,6 +8,8 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gavel-dev/gavel/policy"
 )
@@ -43,6 +45,13 @@ type Options struct {
 	Audit   policy.Sink
 	Metrics *Metrics
 	Logger  *slog.Logger
+	// TracerProvider, when set, traces every decision with a span named
+	// SpanCheck (see startSpan for its parent). Nil: no spans.
+	TracerProvider trace.TracerProvider
+	// Propagator reads a caller's trace context (default W3C traceparent
+	// and baggage). It is used with tracing off too: a given trace id goes
+	// into the audit record and the log line.
+	Propagator propagation.TextMapPropagator
 }
 
 // Server answers Envoy's ext_authz v3 Check calls, and HTTP authorization
@@ -54,6 +63,7 @@ type Server struct {
 	opts    Options
 	sem     chan struct{}
 	values  valueCache
+	tracer  trace.Tracer // nil when tracing is off
 }
 
 // NewServer builds a server over a decider.
@@ -70,7 +80,14 @@ func NewServer(d Decider, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Server{decider: d, opts: opts, sem: make(chan struct{}, opts.MaxInFlight)}
+	if opts.Propagator == nil {
+		opts.Propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	}
+	s := &Server{decider: d, opts: opts, sem: make(chan struct{}, opts.MaxInFlight)}
+	if opts.TracerProvider != nil {
+		s.tracer = opts.TracerProvider.Tracer(tracerName)
+	}
+	return s
 }
 
 // Check implements envoy.service.auth.v3.Authorization. It never returns a
@@ -83,6 +100,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	http := req.GetAttributes().GetRequest().GetHttp()
 	a := s.answer(ctx, "grpc", entry, in, err, requestInfo{
 		id: http.GetId(), method: http.GetMethod(), path: http.GetPath(), host: http.GetHost(), start: start,
+		headers: propagation.MapCarrier(http.GetHeaders()),
 	})
 	resp := buildResponse(a, s.values.get)
 	s.opts.Metrics.observe("grpc", a, time.Since(start).Seconds())
@@ -92,6 +110,10 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 type requestInfo struct {
 	id, method, path, host string
 	start                  time.Time
+	// headers are the authorized request's, where its traceparent is.
+	headers propagation.TextMapCarrier
+	// traceID and spanID are the decision's (TraceIDs).
+	traceID, spanID string
 }
 
 // answer decides and logs; buildErr is the input builder's error, if any.
@@ -99,6 +121,8 @@ func (s *Server) answer(ctx context.Context, api, entry string, in policy.Input,
 	if entry == "" {
 		entry = s.opts.DefaultEntry
 	}
+	ctx, span := s.startSpan(ctx, api, ri)
+	ri.traceID, ri.spanID = TraceIDs(ctx)
 	var d policy.Decision
 	err := buildErr
 	if err == nil {
@@ -136,12 +160,16 @@ func (s *Server) answer(ctx context.Context, api, entry string, in policy.Input,
 		}
 		s.opts.Audit.Record(rec)
 	}
+	if span != nil {
+		endSpan(span, a)
+	}
 	return a
 }
 
 // record is the audit record of an answer. The principal is the one the
 // policy named in the x-gavel-principal header it adds, when it did; the
-// correlation id is Envoy's request id.
+// correlation id is Envoy's request id; the trace id joins it to the
+// decision's trace.
 func record(api string, a Answer, ri requestInfo) policy.Record {
 	d := a.Decision
 	rec := policy.Record{
@@ -156,6 +184,8 @@ func record(api string, a Answer, ri requestInfo) policy.Record {
 		DryRun:        d.DryRun,
 		Cached:        d.Cached,
 		CorrelationID: ri.id,
+		TraceID:       ri.traceID,
+		SpanID:        ri.spanID,
 	}
 	if api == "http" {
 		rec.Source = policy.SourceHTTP
@@ -200,7 +230,7 @@ func (s *Server) log(ctx context.Context, api string, a Answer, ri requestInfo) 
 		return
 	}
 	d := a.Decision
-	s.opts.Logger.LogAttrs(ctx, level, "authz decision",
+	attrs := []slog.Attr{
 		slog.String("decision_id", d.ID),
 		slog.String("api", api),
 		slog.String("result", string(a.Result)),
@@ -215,5 +245,12 @@ func (s *Server) log(ctx context.Context, api string, a Answer, ri requestInfo) 
 		slog.String("method", ri.method),
 		slog.String("path", ri.path),
 		slog.String("host", ri.host),
-	)
+	}
+	if ri.traceID != "" {
+		attrs = append(attrs, slog.String("trace_id", ri.traceID))
+	}
+	if ri.spanID != "" {
+		attrs = append(attrs, slog.String("span_id", ri.spanID))
+	}
+	s.opts.Logger.LogAttrs(ctx, level, "authz decision", attrs...)
 }

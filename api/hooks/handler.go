@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/gavel-dev/gavel/api/auth"
 	"github.com/gavel-dev/gavel/policy"
 )
@@ -45,6 +48,13 @@ type Options struct {
 	// Metrics default to unregistered metrics.
 	Metrics *Metrics
 	Logger  *slog.Logger
+	// TracerProvider, when set, traces every hook decision with a span
+	// named SpanHook. Nil: no spans.
+	TracerProvider trace.TracerProvider
+	// Propagator reads the caller's traceparent (default W3C trace context
+	// and baggage), with tracing off too: its trace id goes into the audit
+	// record and the log lines.
+	Propagator propagation.TextMapPropagator
 }
 
 // Handler serves POST /v1/hooks/claude-code and its alias
@@ -63,14 +73,23 @@ func Handler(opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Propagator == nil {
+		opts.Propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	}
 	h := &handler{opts: opts}
+	if opts.TracerProvider != nil {
+		h.tracer = opts.TracerProvider.Tracer(tracerName)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/hooks/claude-code", h.serve)
 	mux.HandleFunc("POST /v1/hooks/claude-code/{event}", h.serve)
 	return mux
 }
 
-type handler struct{ opts Options }
+type handler struct {
+	opts   Options
+	tracer trace.Tracer // nil when tracing is off
+}
 
 func (h *handler) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -97,31 +116,34 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	p, _ := auth.FromContext(r.Context())
+	ctx, span := h.startSpan(r, c)
+	tr := traceAttrs(ctx)
+	p, _ := auth.FromContext(ctx)
 	in, err := c.Input(Meta{Principal: p, ProjectDir: r.Header.Get("X-Gavel-Project-Dir"), Transport: r.Header.Get("X-Gavel-Transport")})
 	var d policy.Decision
 	if err == nil {
-		d, err = h.opts.Decider.Decide(r.Context(), h.opts.EntryPoint, in)
+		d, err = h.opts.Decider.Decide(ctx, h.opts.EntryPoint, in)
+	}
+	if d.ID == "" {
+		d.ID = policy.NewDecisionID()
 	}
 	var answer []byte
 	outcome := d.Outcome.String()
 	if err != nil {
 		code := policy.ReasonCode(err)
 		outcome = "error"
-		h.opts.Logger.Error("hook decision failed; failing closed", "event", c.Event.Name, "tool", c.ToolName(),
-			"reason", code, "err", err, "gating", c.Event.Gating)
+		h.opts.Logger.Error("hook decision failed; failing closed", append([]any{"event", c.Event.Name, "tool", c.ToolName(),
+			"reason", code, "err", err, "gating", c.Event.Gating, "decision_id", d.ID}, tr...)...)
 		answer = FailClosed(c, "governance error ("+code+"): the action is blocked until policy can be evaluated")
 		w.Header().Set(HeaderError, code)
 	} else {
 		answer = Answer(c, d)
 		if d.DryRun && d.Outcome != policy.NoOpinion {
-			h.opts.Logger.Info("dry run: hook decision not enforced", "event", c.Event.Name, "tool", c.ToolName(),
-				"outcome", outcome, "rules", d.RuleIDs, "decision_id", d.ID)
+			h.opts.Logger.Info("dry run: hook decision not enforced", append([]any{"event", c.Event.Name, "tool", c.ToolName(),
+				"outcome", outcome, "rules", d.RuleIDs, "decision_id", d.ID}, tr...)...)
 		}
 	}
-	if d.ID != "" {
-		w.Header().Set(HeaderDecisionID, d.ID)
-	}
+	w.Header().Set(HeaderDecisionID, d.ID)
 	if d.Revision != "" {
 		w.Header().Set(HeaderPolicyVersion, d.Revision)
 	}
@@ -140,11 +162,15 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.opts.Audit != nil {
 		rec := record(c, p, d, err, elapsed)
+		rec.TraceID, rec.SpanID = traceIDs(ctx)
 		if err == nil {
 			sensitive := d.Sensitive
 			rec.InputFunc = func() ([]byte, error) { return policy.AuditInput(in, sensitive) }
 		}
 		h.opts.Audit.Record(rec)
+	}
+	if span != nil {
+		endSpan(span, d, outcome, err)
 	}
 }
 
