@@ -16,6 +16,7 @@ import (
 	"github.com/gavel-dev/gavel/api/hooks"
 	"github.com/gavel-dev/gavel/api/mcpserver"
 	"github.com/gavel-dev/gavel/api/validate"
+	"github.com/gavel-dev/gavel/cmd/internal/telemetry"
 	"github.com/gavel-dev/gavel/policy"
 )
 
@@ -83,7 +84,7 @@ type agentAPI struct {
 
 // newAgentAPI builds the agent surface; its decisions are recorded in
 // recent and handed to decisions (nil: nowhere else).
-func newAgentAPI(dataDir string, svc *policy.Service, decisions policy.Sink, reg prometheus.Registerer, log *slog.Logger) (*agentAPI, error) {
+func newAgentAPI(dataDir string, svc *policy.Service, decisions policy.Sink, reg prometheus.Registerer, log *slog.Logger, tracing telemetry.Tracing) (*agentAPI, error) {
 	tok, err := loadOrCreateToken(filepath.Join(dataDir, hookTokenFile))
 	if err != nil {
 		return nil, err
@@ -102,6 +103,9 @@ func newAgentAPI(dataDir string, svc *policy.Service, decisions policy.Sink, reg
 		Audit:   audit,
 		Metrics: hooks.NewMetrics(reg),
 		Logger:  log,
+
+		TracerProvider: tracing.Provider,
+		Propagator:     tracing.Propagator,
 	}))
 	a.validate = &validate.Service{Querier: svc, Audit: audit}
 	a.validateHTTP = a.tokens.Require(auth.RoleAgent, validate.Handler(a.validate, log))

@@ -169,5 +169,6 @@ Envoy, or gavel serve for everything in one process. SIGHUP reloads --services.`
 	f.StringVar(&cfg.logFormat, "log-format", "json", "log format: json or text")
 	f.BoolVar(&cfg.pprof, "pprof", false, "serve Go profiling at /debug/pprof/ on the HTTP port")
 	f.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may finish after SIGTERM")
+	cfg.tracing.Flags(f)
 	return cmd
 }

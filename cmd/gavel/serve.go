@@ -26,6 +26,7 @@ import (
 	"github.com/gavel-dev/gavel/api"
 	"github.com/gavel-dev/gavel/api/auth"
 	"github.com/gavel-dev/gavel/cmd/internal/discovery"
+	"github.com/gavel-dev/gavel/cmd/internal/telemetry"
 	"github.com/gavel-dev/gavel/extauthz"
 	"github.com/gavel-dev/gavel/policy"
 	"github.com/gavel-dev/gavel/policy/builtin"
@@ -79,6 +80,8 @@ type serveConfig struct {
 	auth authConfig
 	// state is the audit trail and bundle lifecycle (state.go; serve only).
 	state stateConfig
+	// tracing exports spans over OTLP (tracing.go; off by default).
+	tracing telemetry.Config
 }
 
 func (c *serveConfig) flags(cmd *cobra.Command) {
@@ -104,6 +107,7 @@ func (c *serveConfig) flags(cmd *cobra.Command) {
 	f.BoolVar(&c.pprof, "pprof", false, "serve Go profiling at /debug/pprof/ on the HTTP port")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may finish after SIGTERM")
 	c.redis.flags(f)
+	c.tracing.Flags(f)
 }
 
 func newServeCmd() *cobra.Command {
@@ -217,6 +221,11 @@ func run(ctx context.Context, cfg *serveConfig) error {
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
+	tracing, stopTracing, err := startTracing(ctx, cfg.tracing, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	st, err := cfg.store.open(ctx, cfg.dataDir, log)
 	if err != nil {
 		return err
@@ -271,6 +280,12 @@ func run(ctx context.Context, cfg *serveConfig) error {
 			Input:        extauthz.InputOptions{SkipBodyParse: cfg.skipBodyParse},
 			Metrics:      extauthz.NewMetrics(reg),
 			Logger:       log,
+
+			// The decision span reads Envoy's trace context from the
+			// gRPC metadata and the CheckRequest itself (extauthz
+			// parentContext), so the gRPC server gets no stats handler.
+			TracerProvider: tracing.Provider,
+			Propagator:     tracing.Propagator,
 		})
 		gs, hs = extauthz.NewGRPCServer(authz, extauthz.GRPCOptions{Reflection: cfg.reflection, StreamWorkers: cfg.streamWorkers})
 		if authzLn, err = listen(log, "ext_authz", cfg.authzAddr, cfg.authzAddr == defaultAuthzAddr); err != nil {
@@ -322,7 +337,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 			if stream, err = newEventsAPI(cfg.dataDir, bus, reg, log); err != nil {
 				return err
 			}
-			if agents, err = newAgentAPI(cfg.dataDir, svc, sinks(stream.decisions, state.sink()), reg, log); err != nil {
+			if agents, err = newAgentAPI(cfg.dataDir, svc, sinks(stream.decisions, state.sink()), reg, log, tracing); err != nil {
 				return err
 			}
 			opts.Hooks = agents.hooks
@@ -344,7 +359,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 			opts.Auth, opts.MetricsAuth = authn, cfg.auth.metricsAuth
 		}
 		hsrv = &http.Server{
-			Handler:           api.New(opts),
+			Handler:           httpTracing(tracing, api.New(opts)),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
