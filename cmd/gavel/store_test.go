@@ -73,7 +73,7 @@ func runMigrate(t *testing.T, args ...string) string {
 
 func TestMigrateSQLite(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	if out := runMigrate(t, "--data-dir", dir); out != "applied migration 1\n" {
+	if out := runMigrate(t, "--data-dir", dir); out != "applied migration 1\napplied migration 2\n" {
 		t.Errorf("first run printed %q", out)
 	}
 	if out := runMigrate(t, "--data-dir", dir); out != "sqlite schema up to date\n" {
@@ -92,7 +92,7 @@ func TestMigratePostgres(t *testing.T) {
 	u := freshPostgresSchema(t)
 	// The URL comes from the environment, as GAVEL_POSTGRES_URL.
 	t.Setenv("GAVEL_POSTGRES_URL", u)
-	if out := runMigrate(t); out != "applied migration 1\n" {
+	if out := runMigrate(t); out != "applied migration 1\napplied migration 2\n" {
 		t.Errorf("first run printed %q", out)
 	}
 	if out := runMigrate(t); out != "postgres schema up to date\n" {
