@@ -19,6 +19,10 @@ import (
 // DefaultEntryPoint is the agent policy's decision.
 const DefaultEntryPoint = "gavel/agent/decision"
 
+// DefaultEvalTimeout bounds one agent decision: well under gavel-hook's
+// own 2 s deadline, well over what validating a large file takes.
+const DefaultEvalTimeout = time.Second
+
 // DefaultMaxBody bounds a hook body. PostToolUse carries the tool's whole
 // output (a file read, a command's stdout), so it is generous.
 const DefaultMaxBody = 8 << 20
@@ -43,6 +47,9 @@ type Options struct {
 	EntryPoint string
 	// MaxBody defaults to DefaultMaxBody.
 	MaxBody int64
+	// EvalTimeout bounds one agent decision (DefaultEvalTimeout): hooks
+	// wait seconds, and PostToolUse validates whole files.
+	EvalTimeout time.Duration
 	// Audit receives a record of every decision (nil: none).
 	Audit policy.Sink
 	// Metrics default to unregistered metrics.
@@ -66,6 +73,9 @@ func Handler(opts Options) http.Handler {
 	}
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = DefaultMaxBody
+	}
+	if opts.EvalTimeout <= 0 {
+		opts.EvalTimeout = DefaultEvalTimeout
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
@@ -122,7 +132,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) {
 	in, err := c.Input(Meta{Principal: p, ProjectDir: r.Header.Get("X-Gavel-Project-Dir"), Transport: r.Header.Get("X-Gavel-Transport")})
 	var d policy.Decision
 	if err == nil {
-		d, err = h.opts.Decider.Decide(ctx, h.opts.EntryPoint, in)
+		d, err = h.opts.Decider.Decide(policy.WithEvalTimeout(ctx, h.opts.EvalTimeout), h.opts.EntryPoint, in)
 	}
 	if d.ID == "" {
 		d.ID = policy.NewDecisionID()

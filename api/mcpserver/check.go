@@ -56,7 +56,7 @@ func (t *tools) checkAction(ctx context.Context, _ *mcp.CallToolRequest, in Chec
 	pin, err := c.Input(hooks.Meta{Principal: p, ProjectDir: in.Cwd, Transport: "mcp"})
 	var d policy.Decision
 	if err == nil {
-		d, err = t.opts.Decider.Decide(ctx, t.opts.EntryPoint, pin)
+		d, err = t.opts.Decider.Decide(policy.WithEvalTimeout(ctx, hooks.DefaultEvalTimeout), t.opts.EntryPoint, pin)
 	} else {
 		err = fmt.Errorf("%w: %w", policy.ErrBadInput, err)
 	}

@@ -19,6 +19,9 @@ import (
 	"github.com/gavel-dev/gavel/policy"
 )
 
+// hooksEvalTimeout bounds one validation, as agent decisions are bounded.
+const hooksEvalTimeout = 2 * time.Second
+
 // DefaultEntryPoint is the validation rules' entry point.
 const DefaultEntryPoint = "gavel/validate/findings"
 
@@ -74,7 +77,8 @@ func (s *Service) Validate(ctx context.Context, p auth.Principal, req Request) (
 		entry = DefaultEntryPoint
 	}
 	res := Result{OK: true, DecisionID: policy.NewDecisionID(), Revision: s.Querier.Revision()}
-	v, err := s.Querier.Query(ctx, entry, in)
+	// Validating large files takes longer than Envoy's per-request budget.
+	v, err := s.Querier.Query(policy.WithEvalTimeout(ctx, hooksEvalTimeout), entry, in)
 	if err == nil {
 		res.Findings, err = parseFindings(v)
 	}
