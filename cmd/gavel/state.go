@@ -26,6 +26,7 @@ import (
 // and leases: the audit trail and the bundle lifecycle.
 type stateConfig struct {
 	audit          bool
+	auditInput     string
 	auditRetention time.Duration
 	auditQueue     int
 	verifyKey      string
@@ -35,6 +36,7 @@ type stateConfig struct {
 
 func (c *stateConfig) flags(f *pflag.FlagSet) {
 	f.BoolVar(&c.audit, "audit", true, "record every decision in the audit trail (false: none is kept; for measuring what auditing costs)")
+	f.StringVar(&c.auditInput, "audit-input", "all", "which decisions' inputs the audit trail keeps (redacted): all, denied (deny and error), or none (the digest stays)")
 	f.DurationVar(&c.auditRetention, "audit-retention", audit.DefaultRetention, "how long the audit trail keeps a decision (0 keeps everything)")
 	f.IntVar(&c.auditQueue, "audit-queue", 1<<16, "audit records that may wait to be written; beyond it records are dropped and counted, never waited for")
 	f.StringVar(&c.verifyKey, "bundle-verification-key", "", "PEM public key: uploaded bundles must be signed with it (OPA bundle signing)")
@@ -46,8 +48,10 @@ func (c *stateConfig) flags(f *pflag.FlagSet) {
 // decision goes to, the bundle lifecycle API, the syncer that keeps this
 // replica on the active revision, and the audit trail API.
 type state struct {
-	audit     *audit.Writer
-	auditOn   bool
+	audit   *audit.Writer
+	auditOn bool
+	// inputs says which records keep their input: all, denied, none.
+	inputs    string
 	syncer    *bundlesync.Syncer
 	st        store.Store
 	retention time.Duration
@@ -63,6 +67,11 @@ func newState(ctx context.Context, c stateConfig, st store.Store, svc *policy.Se
 	bus store.Bus, breakers *breaker.Metrics, dataDir string, reg prometheus.Registerer, log *slog.Logger) (*state, error) {
 	if st == nil || svc == nil {
 		return nil, nil
+	}
+	switch c.auditInput {
+	case "all", "denied", "none":
+	default:
+		return nil, fmt.Errorf("--audit-input %q: want all, denied or none", c.auditInput)
 	}
 	var verifier *policy.Verifier
 	if c.verifyKey != "" {
@@ -95,6 +104,7 @@ func newState(ctx context.Context, c stateConfig, st store.Store, svc *policy.Se
 	s := &state{
 		audit:     w,
 		auditOn:   c.audit,
+		inputs:    c.auditInput,
 		st:        st,
 		retention: c.auditRetention,
 		syncer: bundlesync.New(bundlesync.Options{Store: st, Service: svc, Verifier: verifier, Bus: bus,
@@ -125,7 +135,24 @@ func (s *state) sink() policy.Sink {
 	if s == nil || !s.auditOn {
 		return nil
 	}
-	return s.audit
+	if s.inputs == "all" {
+		return s.audit
+	}
+	return inputFilter{next: s.audit, deniedOnly: s.inputs == "denied"}
+}
+
+// inputFilter drops the inputs the audit trail is not to keep, before the
+// writer would render them.
+type inputFilter struct {
+	next       policy.Sink
+	deniedOnly bool
+}
+
+func (f inputFilter) Record(r policy.Record) {
+	if !f.deniedOnly || (r.Outcome != "deny" && r.Outcome != "error") {
+		r.Input, r.InputFunc = nil, nil
+	}
+	f.next.Record(r)
 }
 
 // run follows activations and enforces retention until ctx ends, and

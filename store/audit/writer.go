@@ -130,31 +130,47 @@ func (w *Writer) Record(r policy.Record) {
 }
 
 // Run writes queued records until ctx ends, then drains the queue (to the
-// store, or to the spill) and returns. Spilled records are replayed in the
-// background while new ones keep flowing.
+// store, or to the spill) and returns. Two stages overlap: this goroutine
+// batches records and renders their inputs while another writes the
+// previous batch, so neither waits for the other. Spilled records are
+// replayed in the background while new ones keep flowing.
 func (w *Writer) Run(ctx context.Context) error {
+	defer w.closeSegment() // after the last batch is written (defers run last first)
 	var wg sync.WaitGroup
 	wg.Go(func() { w.replayLoop(ctx) })
+	batches := make(chan []policy.Record, 2)
+	wctx := context.WithoutCancel(ctx) // the last batches are written after ctx ends
+	wg.Go(func() {
+		for b := range batches {
+			w.write(wctx, b)
+		}
+	})
 	defer wg.Wait()
+	defer close(batches)
 	flush := time.NewTicker(w.opts.FlushInterval)
 	defer flush.Stop()
 	batch := make([]policy.Record, 0, w.opts.BatchSize)
+	emit := func() {
+		if len(batch) == 0 {
+			return
+		}
+		render(batch)
+		batches <- batch
+		batch = make([]policy.Record, 0, w.opts.BatchSize)
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			wctx := context.WithoutCancel(ctx)
 			for {
 				select {
 				case r := <-w.queue:
 					w.m.queued.Dec()
 					batch = append(batch, r)
 					if len(batch) == w.opts.BatchSize {
-						w.write(wctx, batch)
-						batch = batch[:0]
+						emit()
 					}
 				default:
-					w.write(wctx, batch)
-					w.closeSegment()
+					emit()
 					return nil
 				}
 			}
@@ -162,12 +178,10 @@ func (w *Writer) Run(ctx context.Context) error {
 			w.m.queued.Dec()
 			batch = append(batch, r)
 			if len(batch) == w.opts.BatchSize {
-				w.write(ctx, batch)
-				batch = batch[:0]
+				emit()
 			}
 		case <-flush.C:
-			w.write(ctx, batch)
-			batch = batch[:0]
+			emit()
 		}
 	}
 }
@@ -194,7 +208,7 @@ func (w *Writer) write(ctx context.Context, batch []policy.Record) {
 	if len(batch) == 0 {
 		return
 	}
-	render(batch)
+	render(batch) // rendered already when it comes from Run; spills of replays need none
 	if !w.spilling.Load() {
 		err := w.store(ctx, batch)
 		if err == nil {
