@@ -29,6 +29,7 @@ type stateConfig struct {
 	auditInput     string
 	auditRetention time.Duration
 	auditQueue     int
+	auditFlush     time.Duration
 	verifyKey      string
 	verifyKeyID    string
 	verifyAlg      string
@@ -38,6 +39,7 @@ func (c *stateConfig) flags(f *pflag.FlagSet) {
 	f.BoolVar(&c.audit, "audit", true, "record every decision in the audit trail (false: none is kept; for measuring what auditing costs)")
 	f.StringVar(&c.auditInput, "audit-input", "all", "which decisions' inputs the audit trail keeps (redacted): all, denied (deny and error), or none (the digest stays)")
 	f.DurationVar(&c.auditRetention, "audit-retention", audit.DefaultRetention, "how long the audit trail keeps a decision (0 keeps everything)")
+	f.DurationVar(&c.auditFlush, "audit-flush-interval", 100*time.Millisecond, "the longest an audit record waits for its batch to fill")
 	f.IntVar(&c.auditQueue, "audit-queue", 1<<16, "audit records that may wait to be written; beyond it records are dropped and counted, never waited for")
 	f.StringVar(&c.verifyKey, "bundle-verification-key", "", "PEM public key: uploaded bundles must be signed with it (OPA bundle signing)")
 	f.StringVar(&c.verifyKeyID, "bundle-verification-key-id", "default", "the key id (kid) bundle signatures name")
@@ -91,12 +93,13 @@ func newState(ctx context.Context, c stateConfig, st store.Store, svc *policy.Se
 		publishBreakerEvents(br, bus)
 	}
 	w, err := audit.New(audit.Options{
-		Store:     st,
-		Breaker:   br,
-		SpillDir:  filepath.Join(dataDir, "audit-spill"),
-		QueueSize: c.auditQueue,
-		Metrics:   audit.NewMetrics(reg),
-		Logger:    log.With("component", "audit"),
+		Store:         st,
+		Breaker:       br,
+		SpillDir:      filepath.Join(dataDir, "audit-spill"),
+		QueueSize:     c.auditQueue,
+		FlushInterval: c.auditFlush,
+		Metrics:       audit.NewMetrics(reg),
+		Logger:        log.With("component", "audit"),
 	})
 	if err != nil {
 		return nil, err
