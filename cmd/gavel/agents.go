@@ -2,13 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"github.com/gavel-dev/gavel/store"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -84,7 +87,7 @@ type agentAPI struct {
 
 // newAgentAPI builds the agent surface; its decisions are recorded in
 // recent and handed to decisions (nil: nowhere else).
-func newAgentAPI(dataDir string, svc *policy.Service, decisions policy.Sink, reg prometheus.Registerer, log *slog.Logger, tracing telemetry.Tracing) (*agentAPI, error) {
+func newAgentAPI(dataDir string, svc *policy.Service, decisions policy.Sink, trail store.Audit, reg prometheus.Registerer, log *slog.Logger, tracing telemetry.Tracing) (*agentAPI, error) {
 	tok, err := loadOrCreateToken(filepath.Join(dataDir, hookTokenFile))
 	if err != nil {
 		return nil, err
@@ -112,11 +115,31 @@ func newAgentAPI(dataDir string, svc *policy.Service, decisions policy.Sink, reg
 	a.mcp = a.tokens.Require(auth.RoleAgent, mcpserver.Handler(mcpserver.Options{
 		Decider:    svc,
 		Validate:   a.validate,
-		Recent:     a.recent,
+		Recent:     recentOrTrail{recent: a.recent, trail: trail},
 		RecentSize: recentDecisions,
 		Audit:      audit,
 		Logger:     log,
 		Version:    buildVersion(),
 	}))
 	return a, nil
+}
+
+// recentOrTrail finds a decision among the latest in memory, else in the
+// audit trail (older decisions, or ones made on another replica).
+type recentOrTrail struct {
+	recent *policy.Recent
+	trail  store.Audit
+}
+
+func (r recentOrTrail) Get(id string) (policy.Record, bool) {
+	if rec, ok := r.recent.Get(id); ok {
+		return rec, true
+	}
+	if r.trail == nil {
+		return policy.Record{}, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	rec, err := r.trail.Decision(ctx, id)
+	return rec, err == nil
 }

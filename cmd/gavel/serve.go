@@ -30,6 +30,7 @@ import (
 	"github.com/gavel-dev/gavel/extauthz"
 	"github.com/gavel-dev/gavel/policy"
 	"github.com/gavel-dev/gavel/policy/builtin"
+	"github.com/gavel-dev/gavel/store"
 	"github.com/gavel-dev/gavel/store/breaker"
 	"github.com/gavel-dev/gavel/xds/ports"
 )
@@ -337,7 +338,7 @@ func run(ctx context.Context, cfg *serveConfig) error {
 			if stream, err = newEventsAPI(cfg.dataDir, bus, reg, log); err != nil {
 				return err
 			}
-			if agents, err = newAgentAPI(cfg.dataDir, svc, sinks(stream.decisions, state.sink()), reg, log, tracing); err != nil {
+			if agents, err = newAgentAPI(cfg.dataDir, svc, sinks(stream.decisions, state.sink()), auditTrail(st), reg, log, tracing); err != nil {
 				return err
 			}
 			opts.Hooks = agents.hooks
@@ -552,4 +553,12 @@ func absPath(p string) string {
 		return a
 	}
 	return p
+}
+
+// auditTrail is the store's audit trail, or nil without a store.
+func auditTrail(st store.Store) store.Audit {
+	if st == nil {
+		return nil
+	}
+	return st
 }

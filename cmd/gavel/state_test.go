@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gavel-dev/gavel/policy"
 	"github.com/gavel-dev/gavel/store"
 	"github.com/gavel-dev/gavel/store/breaker"
+	"github.com/gavel-dev/gavel/store/sqlite"
 )
 
 // A registration through the port discovery API is an event on the stream.
@@ -53,5 +56,33 @@ func TestBreakerEvents(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no breaker event")
+	}
+}
+
+// explain_decision finds decisions that are no longer (or never were) in
+// this replica's memory in the audit trail.
+func TestExplainFallsBackToTheAuditTrail(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "gavel.db"), sqlite.Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	recent := policy.NewRecent(2)
+	recent.Record(policy.Record{ID: "mem", Outcome: "allow"})
+	if _, err := st.WriteAudit(t.Context(), []policy.Record{{ID: "old", Time: time.Now().UTC(), Source: policy.SourceHook, Outcome: "deny"}}); err != nil {
+		t.Fatal(err)
+	}
+	r := recentOrTrail{recent: recent, trail: st}
+	if rec, ok := r.Get("mem"); !ok || rec.Outcome != "allow" {
+		t.Fatalf("in memory: %+v %v", rec, ok)
+	}
+	if rec, ok := r.Get("old"); !ok || rec.Outcome != "deny" {
+		t.Fatalf("in the trail: %+v %v", rec, ok)
+	}
+	if _, ok := r.Get("never"); ok {
+		t.Fatal("found a decision that was never made")
+	}
+	if _, ok := (recentOrTrail{recent: recent}).Get("old"); ok {
+		t.Fatal("without a store only memory is searched")
 	}
 }
