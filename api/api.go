@@ -6,12 +6,12 @@
 package api
 
 import (
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
 	"strings"
 
+	"github.com/gavel-dev/gavel/api/internal/reply"
 	"github.com/gavel-dev/gavel/xds/ports"
 )
 
@@ -78,7 +78,7 @@ func newMux(opts Options) (Options, *http.ServeMux) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		reply.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.Handle("GET /readyz", handle(opts.Logger, func(w http.ResponseWriter, _ *http.Request) error {
 		st := Status{Ready: true}
@@ -89,7 +89,7 @@ func newMux(opts Options) (Options, *http.ServeMux) {
 		if !st.Ready {
 			code = http.StatusServiceUnavailable
 		}
-		writeJSON(w, code, st)
+		reply.JSON(w, code, st)
 		return nil
 	}))
 	mux.Handle("GET /openapi.json", openapiHandler(opts.Logger))
@@ -195,19 +195,10 @@ func handle(log *slog.Logger, h func(http.ResponseWriter, *http.Request) error) 
 			if e.Err != nil {
 				log.Warn("request failed", "path", r.URL.Path, "code", e.Code, "err", e.Err)
 			}
-			writeJSON(w, e.Code, map[string]string{"error": e.Message})
+			reply.JSON(w, e.Code, map[string]string{"error": e.Message})
 			return
 		}
 		log.Error("request failed", "path", r.URL.Path, "err", err)
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
+		reply.JSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
 	})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gavel-dev/gavel/api/internal/reply"
 	"github.com/gavel-dev/gavel/xds/ports"
 )
 
@@ -63,7 +64,7 @@ func mountPorts(mux *http.ServeMux, log *slog.Logger, reg ports.Registry) {
 		if err != nil {
 			return portsError(err)
 		}
-		writeJSON(w, http.StatusCreated, toJSON(inst))
+		reply.JSON(w, http.StatusCreated, toJSON(inst))
 		return nil
 	}))
 	mux.Handle("PUT /v1/services/{name}/instances/{id}", handle(log, func(w http.ResponseWriter, r *http.Request) error {
@@ -79,7 +80,7 @@ func mountPorts(mux *http.ServeMux, log *slog.Logger, reg ports.Registry) {
 		if err != nil {
 			return portsError(err)
 		}
-		writeJSON(w, http.StatusOK, toJSON(inst))
+		reply.JSON(w, http.StatusOK, toJSON(inst))
 		return nil
 	}))
 	mux.Handle("DELETE /v1/services/{name}/instances/{id}", handle(log, func(w http.ResponseWriter, r *http.Request) error {
@@ -94,7 +95,7 @@ func mountPorts(mux *http.ServeMux, log *slog.Logger, reg ports.Registry) {
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string][]serviceJSON{"services": svcs})
+		reply.JSON(w, http.StatusOK, map[string][]serviceJSON{"services": svcs})
 		return nil
 	}))
 	mux.Handle("GET /v1/services/{name}", handle(log, func(w http.ResponseWriter, r *http.Request) error {
@@ -105,7 +106,7 @@ func mountPorts(mux *http.ServeMux, log *slog.Logger, reg ports.Registry) {
 		name := r.PathValue("name")
 		for _, s := range svcs {
 			if s.Name == name {
-				writeJSON(w, http.StatusOK, s)
+				reply.JSON(w, http.StatusOK, s)
 				return nil
 			}
 		}

@@ -8,10 +8,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/gavel-dev/gavel/api/internal/reply"
 )
 
 // Roles.
@@ -93,22 +94,15 @@ func (t *Tokens) Require(role string, next http.Handler) http.Handler {
 		}
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gavel"`)
-			deny(w, http.StatusUnauthorized, "missing or unknown bearer token: send Authorization: Bearer <token>")
+			reply.Error(w, http.StatusUnauthorized, "missing or unknown bearer token: send Authorization: Bearer <token>")
 			return
 		}
 		if role != "" && !p.Has(role) {
-			deny(w, http.StatusForbidden, p.Name+" lacks the role "+role)
+			reply.Error(w, http.StatusForbidden, p.Name+" lacks the role "+role)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), p)))
 	})
-}
-
-func deny(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
 // NewToken returns a fresh random token: 32 bytes, base64url.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gavel-dev/gavel/api/internal/reply"
 	"github.com/gavel-dev/gavel/policy"
 	"github.com/gavel-dev/gavel/store"
 )
@@ -249,7 +250,7 @@ func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, p Princip
 	case http.StatusForbidden:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gavel", error="insufficient_scope", error_description="`+quotable(f.Message)+`"`)
 	}
-	deny(w, f.Status, f.Message)
+	reply.Error(w, f.Status, f.Message)
 	if a.opts.Audit == nil {
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/gavel-dev/gavel/api/auth"
+	"github.com/gavel-dev/gavel/api/internal/reply"
 	"github.com/gavel-dev/gavel/policy"
 	"github.com/gavel-dev/gavel/store"
 )
@@ -86,11 +87,11 @@ func (h *handler) upload(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &rej):
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) || strings.Contains(err.Error(), "request body too large") {
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{
+			reply.JSON(w, http.StatusRequestEntityTooLarge, map[string]any{
 				"error": fmt.Sprintf("bundle is over the upload limit of %d bytes", h.opts.MaxUpload)})
 			return
 		}
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": rej.Error(), "problems": rej.Problems})
+		reply.JSON(w, http.StatusUnprocessableEntity, map[string]any{"error": rej.Error(), "problems": rej.Problems})
 		return
 	case err != nil:
 		writeError(w, h.opts.Logger, err)
@@ -115,7 +116,7 @@ func (h *handler) upload(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusCreated
 		h.opts.Logger.Info("bundle stored", "revision", c.Bundle.Revision, "by", p.Name, "tests", c.Tests, "signed", c.Signed)
 	}
-	writeJSON(w, code, UploadResult{Revision: c.Bundle.Revision, Created: created, Tests: c.Tests, Signed: c.Signed, Files: len(c.Bundle.Files)})
+	reply.JSON(w, code, UploadResult{Revision: c.Bundle.Revision, Created: created, Tests: c.Tests, Signed: c.Signed, Files: len(c.Bundle.Files)})
 }
 
 // List answers GET /v1/bundles.
@@ -140,7 +141,7 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 		writeError(w, h.opts.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	reply.JSON(w, http.StatusOK, out)
 }
 
 // Detail answers GET /v1/bundles/{revision}.
@@ -160,7 +161,7 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request) {
 		files = append(files, p)
 	}
 	slices.Sort(files)
-	writeJSON(w, http.StatusOK, Detail{Bundle: b, Files: files})
+	reply.JSON(w, http.StatusOK, Detail{Bundle: b, Files: files})
 }
 
 func (h *handler) activate(w http.ResponseWriter, r *http.Request) {
@@ -184,7 +185,7 @@ func (h *handler) activateRevision(w http.ResponseWriter, r *http.Request, rev s
 		data, _ := json.Marshal(a)
 		_ = h.opts.Events.Publish(r.Context(), store.Event{Type: store.EventActivation, Time: a.At, Replica: h.opts.Replica, Data: data})
 	}
-	writeJSON(w, http.StatusOK, a)
+	reply.JSON(w, http.StatusOK, a)
 }
 
 // rollback activates the revision that was active before the current one.
@@ -330,20 +331,11 @@ func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
-		writeJSON(w, ae.code, map[string]string{"error": ae.msg})
+		reply.JSON(w, ae.code, map[string]string{"error": ae.msg})
 	case errors.Is(err, store.ErrNotFound):
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such bundle"})
+		reply.JSON(w, http.StatusNotFound, map[string]string{"error": "no such bundle"})
 	default:
 		log.Error("bundle request failed", "err", err)
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
+		reply.JSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
 	}
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }

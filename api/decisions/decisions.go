@@ -4,7 +4,6 @@
 package decisions
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gavel-dev/gavel/api/internal/reply"
 	"github.com/gavel-dev/gavel/policy"
 	"github.com/gavel-dev/gavel/store"
 )
@@ -39,30 +39,30 @@ func Handler(st store.Audit, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /v1/decisions", func(w http.ResponseWriter, r *http.Request) {
 		q, err := ParseQuery(r.URL.Query(), time.Now())
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			reply.JSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
 		page, err := st.Decisions(r.Context(), q)
 		if err != nil {
 			log.Error("audit trail query failed", "err", err)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the audit store did not answer: " + err.Error()})
+			reply.JSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the audit store did not answer: " + err.Error()})
 			return
 		}
 		if page.Records == nil {
 			page.Records = []policy.Record{}
 		}
-		writeJSON(w, http.StatusOK, page)
+		reply.JSON(w, http.StatusOK, page)
 	})
 	mux.HandleFunc("GET /v1/decisions/{id}", func(w http.ResponseWriter, r *http.Request) {
 		rec, err := st.Decision(r.Context(), r.PathValue("id"))
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no decision " + r.PathValue("id") + " in the audit trail"})
+			reply.JSON(w, http.StatusNotFound, map[string]string{"error": "no decision " + r.PathValue("id") + " in the audit trail"})
 		case err != nil:
 			log.Error("audit trail read failed", "err", err)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the audit store did not answer: " + err.Error()})
+			reply.JSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the audit store did not answer: " + err.Error()})
 		default:
-			writeJSON(w, http.StatusOK, rec)
+			reply.JSON(w, http.StatusOK, rec)
 		}
 	})
 	return mux
@@ -133,13 +133,4 @@ func parseTime(name, s string, now time.Time) (time.Time, error) {
 		return now.Add(-d), nil
 	}
 	return time.Time{}, fmt.Errorf("%s %q: want an RFC 3339 time (2026-11-25T10:00:00Z) or a duration back from now (1h)", name, s)
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }

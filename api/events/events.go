@@ -17,7 +17,6 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/gavel-dev/gavel/api/internal/reply"
 	"github.com/gavel-dev/gavel/store"
 )
 
@@ -99,13 +99,13 @@ func Handler(opts Options) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f, err := ParseFilter(r.URL.Query())
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		reply.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		writeError(w, http.StatusServiceUnavailable, "gavel is shutting down")
+		reply.Error(w, http.StatusServiceUnavailable, "gavel is shutting down")
 		return
 	}
 	s.wg.Add(1)
@@ -164,11 +164,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 		return ctx.Err()
 	}
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gavel-dev/gavel/api/auth"
+	"github.com/gavel-dev/gavel/api/internal/reply"
 	"github.com/gavel-dev/gavel/policy"
 )
 
@@ -111,13 +112,13 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) {
 			msg = "body is over the limit of " + strconv.FormatInt(tooBig.Limit, 10) + " bytes"
 		}
 		h.opts.Metrics.rejected("too_large")
-		badRequest(w, msg)
+		reply.Error(w, http.StatusBadRequest, msg)
 		return
 	}
 	c, err := Decode(body, r.PathValue("event"))
 	if err != nil {
 		h.opts.Metrics.rejected("malformed")
-		badRequest(w, err.Error())
+		reply.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if !c.Known {
@@ -216,12 +217,4 @@ func record(c Call, p auth.Principal, d policy.Decision, err error, elapsed time
 		}
 	}
 	return rec
-}
-
-func badRequest(w http.ResponseWriter, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusBadRequest)
-	b, _ := jsonMarshal(map[string]string{"error": msg})
-	_, _ = w.Write(b)
 }

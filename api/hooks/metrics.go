@@ -1,7 +1,6 @@
 package hooks
 
 import (
-	"encoding/json"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,5 +59,3 @@ func (m *Metrics) rules(event string, ids []string) {
 }
 
 func (m *Metrics) rejected(reason string) { m.rejects.WithLabelValues(reason).Inc() }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gavel-dev/gavel/api/auth"
+	"github.com/gavel-dev/gavel/api/internal/reply"
 	"github.com/gavel-dev/gavel/policy"
 )
 
@@ -198,7 +199,7 @@ func Handler(s *Service, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
-			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST"})
+			reply.JSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST"})
 			return
 		}
 		var req Request
@@ -210,33 +211,24 @@ func Handler(s *Service, log *slog.Logger) http.Handler {
 			if errors.As(err, &tooBig) {
 				msg = fmt.Sprintf("body is over the limit of %d bytes", tooBig.Limit)
 			}
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": msg})
+			reply.JSON(w, http.StatusBadRequest, map[string]string{"error": msg})
 			return
 		}
 		if _, err := dec.Token(); err != io.EOF {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body holds more than one JSON value"})
+			reply.JSON(w, http.StatusBadRequest, map[string]string{"error": "body holds more than one JSON value"})
 			return
 		}
 		p, _ := auth.FromContext(r.Context())
 		res, err := s.Validate(r.Context(), p, req)
 		switch {
 		case errors.Is(err, ErrBadRequest):
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			reply.JSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		case err != nil:
 			code := policy.ReasonCode(err)
 			log.Error("validation failed", "reason", code, "err", err)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "validation rules could not be evaluated (" + code + ")", "reason_code": code})
+			reply.JSON(w, http.StatusServiceUnavailable, map[string]string{"error": "validation rules could not be evaluated (" + code + ")", "reason_code": code})
 		default:
-			writeJSON(w, http.StatusOK, res)
+			reply.JSON(w, http.StatusOK, res)
 		}
 	})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }
