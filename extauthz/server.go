@@ -112,7 +112,7 @@ type requestInfo struct {
 	start                  time.Time
 	// headers are the authorized request's, where its traceparent is.
 	headers propagation.TextMapCarrier
-	// traceID and spanID are the decision's (TraceIDs).
+	// traceID and spanID are the decision's (policy.TraceIDs).
 	traceID, spanID string
 }
 
@@ -122,7 +122,7 @@ func (s *Server) answer(ctx context.Context, api, entry string, in policy.Input,
 		entry = s.opts.DefaultEntry
 	}
 	ctx, span := s.startSpan(ctx, api, ri)
-	ri.traceID, ri.spanID = TraceIDs(ctx)
+	ri.traceID, ri.spanID = policy.TraceIDs(ctx)
 	var d policy.Decision
 	err := buildErr
 	if err == nil {

@@ -110,22 +110,6 @@ func endSpan(span trace.Span, a Answer) {
 	span.End()
 }
 
-// TraceIDs are the ids an audit record and a log line carry: the trace of
-// the decision span, and the span itself when it was sampled. With tracing
-// off, a caller's trace id is still returned (with no span id), so the
-// record joins the caller's trace.
-func TraceIDs(ctx context.Context) (traceID, spanID string) {
-	sc := trace.SpanContextFromContext(ctx)
-	if !sc.IsValid() {
-		return "", ""
-	}
-	traceID = sc.TraceID().String()
-	if !sc.IsRemote() && sc.IsSampled() {
-		spanID = sc.SpanID().String()
-	}
-	return traceID, spanID
-}
-
 // metadataCarrier reads trace context from a call's incoming gRPC
 // metadata.
 type metadataCarrier struct{ ctx context.Context }

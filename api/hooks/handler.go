@@ -173,7 +173,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.opts.Audit != nil {
 		rec := record(c, p, d, err, elapsed)
-		rec.TraceID, rec.SpanID = traceIDs(ctx)
+		rec.TraceID, rec.SpanID = policy.TraceIDs(ctx)
 		if err == nil {
 			sensitive := d.Sensitive
 			rec.InputFunc = func() ([]byte, error) { return policy.AuditInput(in, sensitive) }

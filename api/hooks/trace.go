@@ -67,24 +67,9 @@ func endSpan(span trace.Span, d policy.Decision, outcome string, err error) {
 	span.End()
 }
 
-// traceIDs are the trace id and, when gavel's own span was sampled, the
-// span id that the audit record and the log lines carry. With tracing off
-// the caller's trace id is still returned.
-func traceIDs(ctx context.Context) (traceID, spanID string) {
-	sc := trace.SpanContextFromContext(ctx)
-	if !sc.IsValid() {
-		return "", ""
-	}
-	traceID = sc.TraceID().String()
-	if !sc.IsRemote() && sc.IsSampled() {
-		spanID = sc.SpanID().String()
-	}
-	return traceID, spanID
-}
-
 // traceAttrs are the log attributes of ctx's trace, as key-value pairs.
 func traceAttrs(ctx context.Context) []any {
-	t, s := traceIDs(ctx)
+	t, s := policy.TraceIDs(ctx)
 	var out []any
 	if t != "" {
 		out = append(out, slog.String("trace_id", t))
