@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gavel-dev/gavel/api/hooks"
+	"github.com/gavel-dev/gavel/store/storetest"
 )
 
 // The tests here put a TCP proxy between gavel serve and PostgreSQL or
@@ -361,7 +362,7 @@ func auditCounts(t *testing.T, u string, sources ...string) (rows, distinct int)
 func TestFaultPostgresCutUnderLoad(t *testing.T) {
 	for _, mode := range []cutMode{refuse, blackHole} {
 		t.Run(mode.String(), func(t *testing.T) {
-			admin := freshPostgresSchema(t)
+			admin := storetest.PostgresSchema(t)
 			px, pgURL := proxyPostgres(t, admin)
 			dataDir := filepath.Join(t.TempDir(), "data")
 			// A short key cache TTL makes the hook token's key be looked up

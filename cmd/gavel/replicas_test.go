@@ -15,6 +15,7 @@ import (
 
 	"github.com/gavel-dev/gavel/policy/builtin"
 	"github.com/gavel-dev/gavel/store"
+	"github.com/gavel-dev/gavel/store/storetest"
 )
 
 // writeBuiltinPlus writes the built-in bundle to a directory with one more
@@ -49,7 +50,7 @@ func writeBuiltinPlus(t *testing.T, marker string) string {
 // rollback too, and a decision made on one reaches a WebSocket client of
 // the other. The audit trail on either holds the decisions of both.
 func TestTwoReplicasShareBundlesEventsAndAudit(t *testing.T) {
-	pg := freshPostgresSchema(t)
+	pg := storetest.PostgresSchema(t)
 	shared := []string{"--postgres-url", pg, "--redis-addr", "127.0.0.1:6379"}
 	a := startGavelIn(t, filepath.Join(t.TempDir(), "a"), "serve", shared...)
 	b := startGavelIn(t, filepath.Join(t.TempDir(), "b"), "serve", shared...)

@@ -3,12 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/gavel-dev/gavel/store/storetest"
 )
 
 func TestStoreServeOpensSQLiteAndReportsIt(t *testing.T) {
@@ -89,7 +86,7 @@ func TestMigrateSQLite(t *testing.T) {
 }
 
 func TestMigratePostgres(t *testing.T) {
-	u := freshPostgresSchema(t)
+	u := storetest.PostgresSchema(t)
 	// The URL comes from the environment, as GAVEL_POSTGRES_URL.
 	t.Setenv("GAVEL_POSTGRES_URL", u)
 	if out := runMigrate(t); out != "applied migration 1\napplied migration 2\n" {
@@ -108,47 +105,4 @@ func TestMigrateReportsAnUnreachableDatabase(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "can't connect to postgres 127.0.0.1:1/gavel") || strings.Contains(err.Error(), "pw-secret") {
 		t.Fatalf("gavel migrate on a closed port: %v", err)
 	}
-}
-
-// freshPostgresSchema is an empty schema on the test server, dropped when t
-// ends, as a URL. Without a server the test fails, unless
-// GAVEL_SKIP_POSTGRES=1.
-func freshPostgresSchema(t *testing.T) string {
-	t.Helper()
-	admin := os.Getenv("GAVEL_TEST_POSTGRES_URL")
-	if admin == "" {
-		admin = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		if os.Getenv("GAVEL_SKIP_POSTGRES") == "1" {
-			t.Skipf("PostgreSQL unreachable and GAVEL_SKIP_POSTGRES=1: %v", err)
-		}
-		t.Fatalf("PostgreSQL unreachable (start it, or set GAVEL_SKIP_POSTGRES=1 to skip): %v", err)
-	}
-	defer conn.Close(ctx)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "gavel_test_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if conn, err := pgx.Connect(ctx, admin); err == nil {
-			defer conn.Close(ctx)
-			_, _ = conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-		}
-	})
-	pu, err := url.Parse(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := pu.Query()
-	q.Set("search_path", schema)
-	pu.RawQuery = q.Encode()
-	return pu.String()
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gavel-dev/gavel/policy"
 	"github.com/gavel-dev/gavel/store/postgres"
+	"github.com/gavel-dev/gavel/store/storetest"
 )
 
 // benchRecords are audit records shaped like ext_authz decisions, with a
@@ -33,7 +34,7 @@ func benchRecords(n, from int) []policy.Record {
 func BenchmarkWriteAudit(b *testing.B) {
 	for _, batch := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			st, err := postgres.Open(b.Context(), freshSchema(b), postgres.Options{Migrate: true, MaxConns: 4})
+			st, err := postgres.Open(b.Context(), storetest.PostgresSchema(b), postgres.Options{Migrate: true, MaxConns: 4})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -2,11 +2,8 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -20,58 +17,6 @@ import (
 	"github.com/gavel-dev/gavel/store/storetest"
 )
 
-// adminURL is the test server: GAVEL_TEST_POSTGRES_URL, or the local one
-// (trust auth, database test).
-func adminURL() string {
-	if u := os.Getenv("GAVEL_TEST_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
-// freshSchema creates an empty schema, dropped when t ends, and returns a
-// URL whose connections use it.
-func freshSchema(t testing.TB) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, adminURL())
-	if err != nil {
-		if os.Getenv("GAVEL_SKIP_POSTGRES") == "1" {
-			t.Skipf("PostgreSQL unreachable and GAVEL_SKIP_POSTGRES=1: %v", err)
-		}
-		t.Fatalf("PostgreSQL unreachable (start it, or set GAVEL_SKIP_POSTGRES=1 to skip): %v", err)
-	}
-	defer conn.Close(ctx)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "gavel_test_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, adminURL())
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(adminURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
 func TestStoreContract(t *testing.T) {
 	var mu sync.Mutex
 	urls := map[*testing.T]string{}
@@ -80,7 +25,7 @@ func TestStoreContract(t *testing.T) {
 		u, ok := urls[t]
 		mu.Unlock()
 		if !ok {
-			u = freshSchema(t)
+			u = storetest.PostgresSchema(t)
 			mu.Lock()
 			urls[t] = u
 			mu.Unlock()
@@ -95,7 +40,7 @@ func TestStoreContract(t *testing.T) {
 }
 
 func TestStoreMigrate(t *testing.T) {
-	u := freshSchema(t)
+	u := storetest.PostgresSchema(t)
 	applied, err := postgres.Migrate(t.Context(), u)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +78,7 @@ func TestStoreMigrate(t *testing.T) {
 }
 
 func TestStoreRefusesUnmigrated(t *testing.T) {
-	u := freshSchema(t)
+	u := storetest.PostgresSchema(t)
 	_, err := postgres.Open(t.Context(), u, postgres.Options{})
 	if !errors.Is(err, store.ErrMigrationNeeded) {
 		t.Fatalf("Open(empty, Migrate false) = %v, want ErrMigrationNeeded", err)
@@ -159,7 +104,7 @@ func TestStoreConnectErrorHidesPassword(t *testing.T) {
 // TestStoreWatchReconnects kills the watcher's LISTEN connection; the
 // watcher reconnects and still delivers the next activation by NOTIFY.
 func TestStoreWatchReconnects(t *testing.T) {
-	u := freshSchema(t)
+	u := storetest.PostgresSchema(t)
 	pu, _ := url.Parse(u)
 	app := "gavel_test_watch_" + pu.Query().Get("search_path")
 	q := pu.Query()
@@ -184,7 +129,7 @@ func TestStoreWatchReconnects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(t.Context(), adminURL())
+	conn, err := pgx.Connect(t.Context(), storetest.PostgresAdminURL())
 	if err != nil {
 		t.Fatal(err)
 	}

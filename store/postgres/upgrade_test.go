@@ -17,7 +17,7 @@ import (
 // with no trace, the new ones with theirs, and a trace id finds its
 // record.
 func TestStoreUpgradeAuditTrace(t *testing.T) {
-	u := freshSchema(t)
+	u := storetest.PostgresSchema(t)
 	db, err := sql.Open("pgx", u)
 	if err != nil {
 		t.Fatal(err)
