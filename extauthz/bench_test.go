@@ -106,3 +106,45 @@ func BenchmarkCheck(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAuditInput is what recording a Check's input costs the audit
+// writer, with the built-in bundle's three sensitive headers: written
+// straight from the CheckRequest (what gavel does), against building the
+// whole OPA value and encoding that (the generic route, which a decision
+// the cache answered would otherwise pay for).
+func BenchmarkAuditInput(b *testing.B) {
+	req := benchRequest()
+	redaction := policy.NewRedaction([]ast.Ref{
+		ast.MustParseRef(`input.attributes.request.http.headers["x-api-key"]`),
+		ast.MustParseRef(`input.attributes.request.http.headers.authorization`),
+		ast.MustParseRef(`input.attributes.request.http.headers.cookie`),
+	})
+	b.Run("from-request", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			in, err := BuildInput(req, InputOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := policy.RedactedInput(in, redaction); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("from-value", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			in, err := BuildInput(req, InputOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			v, err := in.Value()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := policy.RedactedInput(policy.InputFromValue(v), redaction); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

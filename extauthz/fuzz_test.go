@@ -21,7 +21,7 @@ import (
 // CheckRequest (what reaches the gRPC server), and a request built from a
 // path, content type and body. It must never panic; when it builds an
 // input, the lazy document must answer each top-level key, and each key of
-// attributes, exactly as its whole value.
+// attributes, exactly as its whole value, and write the same audit JSON.
 func FuzzBuildInput(f *testing.F) {
 	paths, _ := filepath.Glob(filepath.Join("testdata", "input", "*.request.json"))
 	for _, p := range paths {
@@ -87,6 +87,11 @@ func checkBuiltInput(t *testing.T, req *authv3.CheckRequest) {
 		for _, p := range paths {
 			checkFind(t, in, full, p)
 		}
+		checkAuditJSON(t, in, full, []ast.Ref{
+			ast.MustParseRef(`input.attributes.request.http.headers.authorization`),
+			ast.MustParseRef(`input.parsed_body.password`),
+			ast.MustParseRef(`input.attributes.request.http.body`),
+		})
 	}
 }
 

@@ -155,8 +155,8 @@ func (s *Server) answer(ctx context.Context, api, entry string, in policy.Input,
 	if s.opts.Audit != nil {
 		rec := record(api, a, ri)
 		if err == nil {
-			sensitive := d.Sensitive
-			rec.InputFunc = func() ([]byte, error) { return policy.AuditInput(in, sensitive) }
+			redaction := d.Redaction
+			rec.InputFunc = func() ([]byte, error) { return policy.RedactedInput(in, redaction) }
 		}
 		s.opts.Audit.Record(rec)
 	}

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // Outcome is what a decision says should happen.
@@ -111,9 +110,9 @@ type Decision struct {
 	ID       string `json:"id,omitempty"`
 	DryRun   bool   `json:"dry_run,omitempty"`
 	Cached   bool   `json:"cached,omitempty"`
-	// Sensitive is the entry point's sensitive input paths, for the audit
-	// record of this decision (see AuditInput).
-	Sensitive []ast.Ref `json:"-"`
+	// Redaction is the entry point's sensitive input paths, for the audit
+	// record of this decision (see RedactedInput).
+	Redaction Redaction `json:"-"`
 }
 
 // Allowed reports whether the decision lets the action proceed.

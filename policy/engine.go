@@ -43,8 +43,9 @@ type EntryPoint struct {
 	// why not, with file and line.
 	NotCacheable []string
 
-	ref   ast.Ref
-	query rego.PreparedEvalQuery
+	ref       ast.Ref
+	query     rego.PreparedEvalQuery
+	redaction Redaction // Config.Sensitive, built once
 	// keep lists the cache_key paths a projected input is built from;
 	// projectable is false when the input cannot be projected.
 	keep        []int
@@ -243,6 +244,7 @@ func (e *Engine) prepare(ctx context.Context, path string, declared, served bool
 		NotCacheable: cacheability(e.compiler, ref, cfg.CacheKey),
 		ref:          ref,
 		query:        pq,
+		redaction:    NewRedaction(cfg.Sensitive),
 	}
 	if ep.Cacheable() {
 		ep.keep, ep.projectable = projection(cfg.CacheKey)

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"unicode/utf8"
@@ -17,28 +18,104 @@ const Redacted = "[REDACTED]"
 const MaxAuditInput = 64 << 10
 
 // AuditInput is the input as JSON for the audit trail, with every path in
-// sensitive replaced by "[REDACTED]". It returns nil when the input is
-// larger than MaxAuditInput. It is meant to run off the decision path (the
-// audit writer calls it), and encodes the OPA value directly, redacting as
-// it goes, without building Go maps on the way.
+// sensitive replaced by "[REDACTED]": RedactedInput with
+// NewRedaction(sensitive).
 func AuditInput(in Input, sensitive []ast.Ref) ([]byte, error) {
-	v, err := in.Value()
-	if err != nil || v == nil {
-		return nil, err
-	}
-	var root *redactNode
-	for _, ref := range sensitive {
-		root = root.add(ref[1:])
-	}
-	e := jsonEncoder{buf: make([]byte, 0, 2048)}
-	if err := e.value(v, root); err != nil {
-		return nil, fmt.Errorf("audit input: %w", err)
-	}
-	if e.over || len(e.buf) > MaxAuditInput {
+	return RedactedInput(in, NewRedaction(sensitive))
+}
+
+// RedactedInput is the input as JSON for the audit trail, with what r marks
+// replaced by "[REDACTED]". It returns nil when the input is larger than
+// MaxAuditInput. It is meant to run off the decision path (the audit writer
+// calls it). A Document that is also an [AuditDocument] writes itself,
+// without building its OPA value; any other is encoded from its value,
+// redacting as it goes, without building Go maps on the way.
+func RedactedInput(in Input, r Redaction) ([]byte, error) {
+	if in.doc == nil {
 		return nil, nil
+	}
+	buf := make([]byte, 0, 2048)
+	var err error
+	if ad, ok := in.doc.(AuditDocument); ok {
+		buf, err = ad.AppendAuditJSON(buf, r)
+	} else {
+		var v ast.Value
+		if v, err = in.doc.Value(); err != nil || v == nil {
+			return nil, err
+		}
+		buf, err = AppendValueJSON(buf, v, r)
+	}
+	switch {
+	case errors.Is(err, ErrAuditInputTooLarge):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("audit input: %w", err)
+	case len(buf) > MaxAuditInput:
+		return nil, nil
+	}
+	return buf, nil
+}
+
+// AuditDocument is a Document that writes itself as the audit trail's JSON
+// straight from what it was built from, the same document its Value holds
+// (object keys in any order), with what r marks redacted. AuditInput uses it
+// so that recording a decision the cache answered never builds the whole
+// input value.
+type AuditDocument interface {
+	Document
+	// AppendAuditJSON appends the document to b. It may stop early with
+	// ErrAuditInputTooLarge once b is past MaxAuditInput.
+	AppendAuditJSON(b []byte, r Redaction) ([]byte, error)
+}
+
+// ErrAuditInputTooLarge stops an encoding past MaxAuditInput.
+var ErrAuditInputTooLarge = errors.New("audit input larger than the limit")
+
+// Redaction is a set of sensitive input paths, and a position in it for an
+// encoder walking a document: Whole says the value here is redacted, Key
+// and Index step into an object member or an array element. The zero
+// Redaction redacts nothing. It never changes once built, so one is shared
+// by every decision of an entry point.
+type Redaction struct{ n *redactNode }
+
+// NewRedaction builds the set of paths (input.a.b, as METADATA's sensitive
+// lists them).
+func NewRedaction(paths []ast.Ref) Redaction {
+	var root *redactNode
+	for _, ref := range paths {
+		if len(ref) > 0 {
+			root = root.add(ref[1:])
+		}
+	}
+	return Redaction{root}
+}
+
+// Whole reports whether the value at this position is replaced by
+// "[REDACTED]".
+func (r Redaction) Whole() bool { return r.n != nil && r.n.leaf }
+
+// Key is the position of object member k.
+func (r Redaction) Key(k string) Redaction { return Redaction{r.n.key(k)} }
+
+// Index is the position of array element i.
+func (r Redaction) Index(i int) Redaction { return Redaction{r.n.index(i)} }
+
+// AppendValueJSON appends v as JSON with what r marks redacted. It stops
+// with ErrAuditInputTooLarge once b is past MaxAuditInput.
+func AppendValueJSON(b []byte, v ast.Value, r Redaction) ([]byte, error) {
+	e := jsonEncoder{buf: b}
+	if err := e.value(v, r.n); err != nil {
+		return e.buf, err
+	}
+	if e.over {
+		return e.buf, ErrAuditInputTooLarge
 	}
 	return e.buf, nil
 }
+
+// AppendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, invalid UTF-8 replaced by U+FFFD.
+func AppendJSONString(b []byte, s string) []byte { return appendJSONString(b, s) }
 
 // redactNode is a trie of sensitive paths: a leaf is redacted whole.
 type redactNode struct {

@@ -156,7 +156,7 @@ func (s *Service) Decide(ctx context.Context, path string, in Input) (Decision, 
 	}
 	d.ID = NewDecisionID()
 	d.DryRun = d.DryRun || s.dryRun[ep.Path]
-	d.Sensitive = ep.Config.Sensitive
+	d.Redaction = ep.redaction
 	return d, nil
 }
 

@@ -175,8 +175,8 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) {
 		rec := record(c, p, d, err, elapsed)
 		rec.TraceID, rec.SpanID = policy.TraceIDs(ctx)
 		if err == nil {
-			sensitive := d.Sensitive
-			rec.InputFunc = func() ([]byte, error) { return policy.AuditInput(in, sensitive) }
+			redaction := d.Redaction
+			rec.InputFunc = func() ([]byte, error) { return policy.RedactedInput(in, redaction) }
 		}
 		h.opts.Audit.Record(rec)
 	}

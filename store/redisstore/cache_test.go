@@ -55,7 +55,7 @@ func fullDecision() policy.Decision {
 		ID:        "per-evaluation",
 		DryRun:    true,
 		Cached:    true,
-		Sensitive: []ast.Ref{ast.MustParseRef("input.hook.prompt")},
+		Redaction: policy.NewRedaction([]ast.Ref{ast.MustParseRef("input.hook.prompt")}),
 	}
 }
 
@@ -80,7 +80,7 @@ func TestCacheRoundTripsEveryField(t *testing.T) {
 		t.Fatal("miss after Set")
 	}
 	want := d
-	want.ID, want.Cached, want.Sensitive = "", false, nil // set per evaluation by the service
+	want.ID, want.Cached, want.Redaction = "", false, policy.Redaction{} // set per evaluation by the service
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("round trip:\n got %#v\nwant %#v", got, want)
 	}
