@@ -89,7 +89,7 @@ func TestMigratePostgres(t *testing.T) {
 	u := storetest.PostgresSchema(t)
 	// The URL comes from the environment, as GAVEL_POSTGRES_URL.
 	t.Setenv("GAVEL_POSTGRES_URL", u)
-	if out := runMigrate(t); out != "applied migration 1\napplied migration 2\n" {
+	if out := runMigrate(t); out != "applied migration 1\napplied migration 2\napplied migration 3\n" {
 		t.Errorf("first run printed %q", out)
 	}
 	if out := runMigrate(t); out != "postgres schema up to date\n" {

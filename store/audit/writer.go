@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -134,6 +135,13 @@ func (w *Writer) Record(r policy.Record) {
 // batches records and renders their inputs while another writes the
 // previous batch, so neither waits for the other. Spilled records are
 // replayed in the background while new ones keep flowing.
+//
+// The writer shares the CPU with the decisions it records, and Go has no
+// goroutine priorities, so it works in small pieces: each record's input is
+// rendered as it is taken from the queue, not a batch at a time, and the
+// writer yields after each (the stores yield while they encode a batch).
+// Bursts of audit work would otherwise hold a P for milliseconds every
+// flush, which is where a Check's p99 goes.
 func (w *Writer) Run(ctx context.Context) error {
 	defer w.closeSegment() // after the last batch is written (defers run last first)
 	var wg sync.WaitGroup
@@ -154,9 +162,17 @@ func (w *Writer) Run(ctx context.Context) error {
 		if len(batch) == 0 {
 			return
 		}
-		render(batch)
 		batches <- batch
 		batch = make([]policy.Record, 0, w.opts.BatchSize)
+	}
+	take := func(r policy.Record) {
+		w.m.queued.Dec()
+		renderOne(&r)
+		batch = append(batch, r)
+		if len(batch) == w.opts.BatchSize {
+			emit()
+		}
+		runtime.Gosched()
 	}
 	for {
 		select {
@@ -164,22 +180,14 @@ func (w *Writer) Run(ctx context.Context) error {
 			for {
 				select {
 				case r := <-w.queue:
-					w.m.queued.Dec()
-					batch = append(batch, r)
-					if len(batch) == w.opts.BatchSize {
-						emit()
-					}
+					take(r)
 				default:
 					emit()
 					return nil
 				}
 			}
 		case r := <-w.queue:
-			w.m.queued.Dec()
-			batch = append(batch, r)
-			if len(batch) == w.opts.BatchSize {
-				emit()
-			}
+			take(r)
 		case <-flush.C:
 			emit()
 		}
@@ -208,7 +216,9 @@ func (w *Writer) write(ctx context.Context, batch []policy.Record) {
 	if len(batch) == 0 {
 		return
 	}
-	render(batch) // rendered already when it comes from Run; spills of replays need none
+	for i := range batch {
+		renderOne(&batch[i]) // rendered already when it comes from Run; spills of replays need none
+	}
 	if !w.spilling.Load() {
 		err := w.store(ctx, batch)
 		if err == nil {
@@ -258,16 +268,14 @@ func (w *Writer) storeWith(ctx context.Context, batch []policy.Record, retry boo
 	return nil
 }
 
-// render fills in each record's Input from its InputFunc, here in the
-// writer rather than on the decision path.
-func render(batch []policy.Record) {
-	for i := range batch {
-		r := &batch[i]
-		if r.Input == nil && r.InputFunc != nil {
-			r.Input, _ = r.InputFunc() // an input that cannot be rendered is left out; its digest stays
-		}
-		r.InputFunc = nil
+// renderOne fills in the record's Input from its InputFunc, here in the
+// writer rather than on the decision path, and lets go of what the function
+// held (the request).
+func renderOne(r *policy.Record) {
+	if r.Input == nil && r.InputFunc != nil {
+		r.Input, _ = r.InputFunc() // an input that cannot be rendered is left out; its digest stays
 	}
+	r.InputFunc = nil
 }
 
 // spill appends batch to the current segment, one JSON record per line,

@@ -45,8 +45,8 @@ func TestStoreMigrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(applied, []int64{1, 2}) {
-		t.Errorf("first Migrate applied %v, want [1 2]", applied)
+	if !slices.Equal(applied, []int64{1, 2, 3}) {
+		t.Errorf("first Migrate applied %v, want [1 2 3]", applied)
 	}
 	applied, err = postgres.Migrate(t.Context(), u)
 	if err != nil || len(applied) != 0 {
