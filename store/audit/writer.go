@@ -62,10 +62,17 @@ type Options struct {
 // Writer is the audit trail's writer. Record is safe for concurrent use;
 // Run drives the writes.
 type Writer struct {
-	opts  Options
-	queue chan policy.Record
-	log   *slog.Logger
-	m     *Metrics
+	opts Options
+	log  *slog.Logger
+	m    *Metrics
+
+	// The queue is a slice Run takes whole, not a channel: a send on a
+	// channel can wake the writer for every decision, each wakeup a
+	// scheduler round trip on the cores the Checks use. Run wakes on its
+	// flush tick, or when a batch is full.
+	qmu     sync.Mutex
+	pending []policy.Record
+	full    chan struct{} // pending reached BatchSize; never blocks Record
 
 	spilling atomic.Bool // the store failed; new batches go to the spill
 	mu       sync.Mutex  // guards the current segment
@@ -107,7 +114,7 @@ func New(opts Options) (*Writer, error) {
 	if err := os.MkdirAll(opts.SpillDir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit spill directory: %w", err)
 	}
-	w := &Writer{opts: opts, queue: make(chan policy.Record, opts.QueueSize), log: opts.Logger, m: opts.Metrics}
+	w := &Writer{opts: opts, log: opts.Logger, m: opts.Metrics, full: make(chan struct{}, 1)}
 	segs, err := w.segments()
 	if err != nil {
 		return nil, err
@@ -122,12 +129,32 @@ func New(opts Options) (*Writer, error) {
 // Record queues r. It never blocks: when the queue is full the record is
 // dropped and gavel_audit_dropped_total counts it.
 func (w *Writer) Record(r policy.Record) {
-	select {
-	case w.queue <- r:
-		w.m.queued.Inc()
-	default:
+	w.qmu.Lock()
+	n := len(w.pending)
+	if n >= w.opts.QueueSize {
+		w.qmu.Unlock()
 		w.m.dropped.Inc()
+		return
 	}
+	w.pending = append(w.pending, r)
+	w.qmu.Unlock()
+	w.m.queued.Inc()
+	if n+1 == w.opts.BatchSize {
+		select {
+		case w.full <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// take returns every queued record, oldest first, and empties the queue.
+func (w *Writer) take() []policy.Record {
+	w.qmu.Lock()
+	recs := w.pending
+	w.pending = nil
+	w.qmu.Unlock()
+	w.m.queued.Sub(float64(len(recs)))
+	return recs
 }
 
 // Run writes queued records until ctx ends, then drains the queue (to the
@@ -137,11 +164,11 @@ func (w *Writer) Record(r policy.Record) {
 // replayed in the background while new ones keep flowing.
 //
 // The writer shares the CPU with the decisions it records, and Go has no
-// goroutine priorities, so it works in small pieces: each record's input is
-// rendered as it is taken from the queue, not a batch at a time, and the
-// writer yields after each (the stores yield while they encode a batch).
-// Bursts of audit work would otherwise hold a P for milliseconds every
-// flush, which is where a Check's p99 goes.
+// goroutine priorities, so it wakes seldom and works in small pieces: it
+// takes the queue at each flush tick (or when a batch is full), renders
+// the inputs one record at a time and yields after each (the stores yield
+// while they encode a batch). A burst of audit work would otherwise hold a
+// P for milliseconds every flush, which is where a Check's p99 goes.
 func (w *Writer) Run(ctx context.Context) error {
 	defer w.closeSegment() // after the last batch is written (defers run last first)
 	var wg sync.WaitGroup
@@ -157,39 +184,26 @@ func (w *Writer) Run(ctx context.Context) error {
 	defer close(batches)
 	flush := time.NewTicker(w.opts.FlushInterval)
 	defer flush.Stop()
-	batch := make([]policy.Record, 0, w.opts.BatchSize)
-	emit := func() {
-		if len(batch) == 0 {
-			return
-		}
-		batches <- batch
-		batch = make([]policy.Record, 0, w.opts.BatchSize)
-	}
-	take := func(r policy.Record) {
-		w.m.queued.Dec()
-		renderOne(&r)
-		batch = append(batch, r)
-		if len(batch) == w.opts.BatchSize {
-			emit()
-		}
-		runtime.Gosched()
-	}
 	for {
+		done := false
 		select {
 		case <-ctx.Done():
-			for {
-				select {
-				case r := <-w.queue:
-					take(r)
-				default:
-					emit()
-					return nil
-				}
-			}
-		case r := <-w.queue:
-			take(r)
+			done = true // write what is queued, then return
+		case <-w.full:
 		case <-flush.C:
-			emit()
+		}
+		for recs := w.take(); len(recs) > 0; {
+			n := min(len(recs), w.opts.BatchSize)
+			batch := recs[:n:n]
+			for i := range batch {
+				renderOne(&batch[i])
+				runtime.Gosched()
+			}
+			batches <- batch
+			recs = recs[n:]
+		}
+		if done {
+			return nil
 		}
 	}
 }
