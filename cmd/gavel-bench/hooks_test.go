@@ -33,8 +33,12 @@ func TestHooksLoadAgainstTheRealEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each worker walks the mix from its own quarter (entries 0, 250, 500
+	// and 750 on): at 400 rps for 2 s each sends about 200, well past the
+	// first risky commands of its quarter (entries 59 and 269). Half a
+	// second sent about 50 each, which on a slow run stopped short of them.
 	rep, err := runHooks(context.Background(), hooksConfig{URL: srv.URL, Token: "tok", Mix: mix, Concurrency: 4,
-		Duration: 500 * time.Millisecond, Rate: 400, Timeout: 2 * time.Second})
+		Duration: 2 * time.Second, Rate: 400, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
