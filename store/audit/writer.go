@@ -226,12 +226,10 @@ func (w *Writer) replayLoop(ctx context.Context) {
 }
 
 // write stores batch, or spills it when the store fails or is known down.
+// Run has rendered its inputs.
 func (w *Writer) write(ctx context.Context, batch []policy.Record) {
 	if len(batch) == 0 {
 		return
-	}
-	for i := range batch {
-		renderOne(&batch[i]) // rendered already when it comes from Run; spills of replays need none
 	}
 	if !w.spilling.Load() {
 		err := w.store(ctx, batch)
