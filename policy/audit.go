@@ -55,8 +55,9 @@ type Record struct {
 	// Input is the input document as JSON, with what the policy marks
 	// sensitive redacted; it may be omitted for size.
 	Input []byte `json:"input,omitempty"`
-	// InputFunc, when set and Input is not, renders Input. The audit
-	// writer calls it off the decision path (see AuditInput).
+	// InputFunc, when set and Input is not, renders Input. A sink that
+	// keeps the input calls it; one that does not (the audit trail keeping
+	// only denied inputs, say) drops it unrendered.
 	InputFunc func() ([]byte, error) `json:"-"`
 }
 

@@ -26,8 +26,7 @@ func AuditInput(in Input, sensitive []ast.Ref) ([]byte, error) {
 
 // RedactedInput is the input as JSON for the audit trail, with what r marks
 // replaced by "[REDACTED]". It returns nil when the input is larger than
-// MaxAuditInput. It is meant to run off the decision path (the audit writer
-// calls it). A Document that is also an [AuditDocument] writes itself,
+// MaxAuditInput. A Document that is also an [AuditDocument] writes itself,
 // without building its OPA value; any other is encoded from its value,
 // redacting as it goes, without building Go maps on the way.
 func RedactedInput(in Input, r Redaction) ([]byte, error) {

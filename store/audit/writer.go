@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -126,9 +125,17 @@ func New(opts Options) (*Writer, error) {
 	return w, nil
 }
 
-// Record queues r. It never blocks: when the queue is full the record is
-// dropped and gavel_audit_dropped_total counts it.
+// Record renders r's input, when it has an InputFunc, and queues r. It
+// never waits: when the queue is full the record is dropped and
+// gavel_audit_dropped_total counts it.
+//
+// The input is rendered here, on the decision's goroutine, because that is
+// where it costs a Check least: a few microseconds added to each decision
+// (the encoder is bounded by policy.MaxAuditInput) move a Check's p99 far
+// less than the same work done by the writer in a burst every flush, on the
+// cores the Checks use; docs/benchmarks.md has the comparison.
 func (w *Writer) Record(r policy.Record) {
+	renderOne(&r)
 	w.qmu.Lock()
 	n := len(w.pending)
 	if n >= w.opts.QueueSize {
@@ -159,16 +166,14 @@ func (w *Writer) take() []policy.Record {
 
 // Run writes queued records until ctx ends, then drains the queue (to the
 // store, or to the spill) and returns. Two stages overlap: this goroutine
-// batches records and renders their inputs while another writes the
-// previous batch, so neither waits for the other. Spilled records are
-// replayed in the background while new ones keep flowing.
+// batches records while another writes the previous batch, so neither
+// waits for the other. Spilled records are replayed in the background while
+// new ones keep flowing.
 //
 // The writer shares the CPU with the decisions it records, and Go has no
-// goroutine priorities, so it wakes seldom and works in small pieces: it
-// takes the queue at each flush tick (or when a batch is full), renders
-// the inputs one record at a time and yields after each (the stores yield
-// while they encode a batch). A burst of audit work would otherwise hold a
-// P for milliseconds every flush, which is where a Check's p99 goes.
+// goroutine priorities, so it wakes seldom: it takes the queue at each
+// flush tick, or when a batch is full (the stores yield while they encode
+// a batch).
 func (w *Writer) Run(ctx context.Context) error {
 	defer w.closeSegment() // after the last batch is written (defers run last first)
 	var wg sync.WaitGroup
@@ -194,12 +199,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 		for recs := w.take(); len(recs) > 0; {
 			n := min(len(recs), w.opts.BatchSize)
-			batch := recs[:n:n]
-			for i := range batch {
-				renderOne(&batch[i])
-				runtime.Gosched()
-			}
-			batches <- batch
+			batches <- recs[:n:n]
 			recs = recs[n:]
 		}
 		if done {
@@ -226,7 +226,6 @@ func (w *Writer) replayLoop(ctx context.Context) {
 }
 
 // write stores batch, or spills it when the store fails or is known down.
-// Run has rendered its inputs.
 func (w *Writer) write(ctx context.Context, batch []policy.Record) {
 	if len(batch) == 0 {
 		return
@@ -280,9 +279,8 @@ func (w *Writer) storeWith(ctx context.Context, batch []policy.Record, retry boo
 	return nil
 }
 
-// renderOne fills in the record's Input from its InputFunc, here in the
-// writer rather than on the decision path, and lets go of what the function
-// held (the request).
+// renderOne fills in the record's Input from its InputFunc and lets go of
+// what the function held (the request).
 func renderOne(r *policy.Record) {
 	if r.Input == nil && r.InputFunc != nil {
 		r.Input, _ = r.InputFunc() // an input that cannot be rendered is left out; its digest stays

@@ -144,6 +144,36 @@ func TestWriterStoresEveryRecord(t *testing.T) {
 	}
 }
 
+// Record renders the input before it returns, so the request the
+// InputFunc holds is let go of at once; the stored record carries the
+// rendered input, and an input that fails to render is left out (its
+// digest stays).
+func TestRecordRendersInput(t *testing.T) {
+	st := openStore(t)
+	r := start(t, st, t.TempDir())
+	recs := records(0, 2)
+	rendered := false
+	recs[0].InputDigest = "d0"
+	recs[0].InputFunc = func() ([]byte, error) { rendered = true; return []byte(`{"path":"/a"}`), nil }
+	recs[1].InputDigest = "d1"
+	recs[1].InputFunc = func() ([]byte, error) { return nil, errors.New("cannot render") }
+	r.w.Record(recs[0])
+	if !rendered {
+		t.Fatal("Record returned before rendering the input")
+	}
+	r.w.Record(recs[1])
+	waitCount(t, st, 2)
+	for i, want := range []string{`{"path":"/a"}`, ""} {
+		got, err := st.Decision(context.Background(), recs[i].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.Input) != want || got.InputDigest != recs[i].InputDigest {
+			t.Errorf("%s: input %q digest %q, want %q %q", recs[i].ID, got.Input, got.InputDigest, want, recs[i].InputDigest)
+		}
+	}
+}
+
 // While the store is down records spill to disk; when it is back they are
 // replayed, each stored exactly once, even though the first replay fails
 // halfway and writes some of them twice.
