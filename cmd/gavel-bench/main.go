@@ -63,6 +63,8 @@ commands:
   hooks drive load against the Claude Code hooks endpoint and report
   gen-hooks  write a representative mix of hook payloads as JSONL
   activate  time how long an activation takes to reach every replica
+  spin  keep a core busy in bursts, as a co-located neighbour does (for
+        measuring how much a neighbour moves a server's tail latency)
   xds   connect many proxyless gRPC xDS clients to gavel's control plane and
         measure how fast a new endpoint reaches all of them
 
@@ -102,6 +104,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		cmd = cmdGenHooks
 	case "activate":
 		cmd = cmdActivate
+	case "spin":
+		cmd = cmdSpin
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

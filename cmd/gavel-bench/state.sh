@@ -9,7 +9,12 @@
 #   2. audit records PostgreSQL takes per second while a closed loop drives
 #      Check (64 workers), and what was dropped;
 #   3. activation-to-serving latency across two replicas sharing one
-#      PostgreSQL and one Redis (gavel-bench activate).
+#      PostgreSQL and one Redis (gavel-bench activate);
+#   4. a calibration: the audit-off server's p99 alone, and next to a
+#      neighbour that keeps one core busy 5 ms in every 100 ms (gavel-bench
+#      spin), at normal priority and in the idle class, interleaved the same
+#      way. It shows how much any co-located process's work moves p99 on this
+#      machine, which is what a database on the same cores is.
 # Needs PostgreSQL (psql, database test) and Redis on their default ports.
 #
 # ISOLATE_POSTGRES=1 runs PostgreSQL's processes in the SCHED_IDLE class for
@@ -100,6 +105,35 @@ for m in ["false", "none", "denied", "all"]:
     print(f"| {label} | {statistics.median(r[0] for r in rs):.0f} | {statistics.median(r[1] for r in rs)/1000:.2f} ms "
           f"| {med/1000:.2f} ms | {min(p99s)/1000:.2f}–{max(p99s)/1000:.2f} ms "
           f"| {statistics.median(r[3] for r in rs)/1000:.2f} ms | {sum(r[4] for r in rs)} | {med/off:.2f} |")
+PY
+
+echo
+echo "## Calibration: audit off, alone and next to a neighbour busy 5 ms in every 100 ms"
+echo
+: >"$work/cal.txt"
+for r in $(seq "$rounds"); do
+  for n in alone spin idle-spin; do
+    case $n in
+      spin) "$bench" spin --burst 5ms --every 100ms >/dev/null & ;;
+      idle-spin) chrt --idle 0 "$bench" spin --burst 5ms --every 100ms >/dev/null & ;;
+    esac
+    "$bench" run --addr "127.0.0.1:${authz[false]}" --requests "$mix" --duration "$duration" --warmup 2s \
+      --rate "$rate" --concurrency 64 --json >"$work/r.json"
+    if [ "$n" != alone ]; then kill %%; wait %% 2>/dev/null || true; fi
+    python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(sys.argv[2], r["p99_us"])' "$work/r.json" "$n" >>"$work/cal.txt"
+  done
+done
+python3 - "$work/cal.txt" <<'PY'
+import statistics, sys
+by = {}
+for n, p99 in (l.split() for l in open(sys.argv[1])):
+    by.setdefault(n, []).append(float(p99))
+alone = statistics.median(by["alone"])
+print("| neighbour | p99 (median) | p99 (range) | p99 / alone |")
+print("|---|---|---|---|")
+for n, label in [("alone", "none"), ("spin", "5 ms / 100 ms, normal priority"), ("idle-spin", "5 ms / 100 ms, SCHED_IDLE")]:
+    v = by[n]; med = statistics.median(v)
+    print(f"| {label} | {med/1000:.2f} ms | {min(v)/1000:.2f}–{max(v)/1000:.2f} ms | {med/alone:.2f} |")
 PY
 
 echo
