@@ -149,6 +149,9 @@ func (e *auditEncoder) message(m protoreflect.Message, r policy.Redaction) error
 	if len(e.b) > policy.MaxAuditInput {
 		return policy.ErrAuditInputTooLarge
 	}
+	if ok, err := e.typed(m, r); ok {
+		return err
+	}
 	if isWellKnown(m.Descriptor()) {
 		// Timestamps, wrappers, Struct: small and rare enough to render
 		// through their OPA value.
@@ -281,6 +284,13 @@ func (e *auditEncoder) list(fd protoreflect.FieldDescriptor, l protoreflect.List
 	return nil
 }
 
+// bytes writes a bytes field as protojson does: base64, padded.
+func (e *auditEncoder) bytes(b []byte) {
+	e.b = append(e.b, '"')
+	e.b = base64.StdEncoding.AppendEncode(e.b, b)
+	e.b = append(e.b, '"')
+}
+
 // scalar writes a scalar field as scalarValue renders it.
 func (e *auditEncoder) scalar(fd protoreflect.FieldDescriptor, v protoreflect.Value) error {
 	switch fd.Kind() {
@@ -289,9 +299,7 @@ func (e *auditEncoder) scalar(fd protoreflect.FieldDescriptor, v protoreflect.Va
 	case protoreflect.StringKind:
 		e.b = policy.AppendJSONString(e.b, v.String())
 	case protoreflect.BytesKind:
-		e.b = append(e.b, '"')
-		e.b = base64.StdEncoding.AppendEncode(e.b, v.Bytes())
-		e.b = append(e.b, '"')
+		e.bytes(v.Bytes())
 	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
 		e.b = strconv.AppendInt(e.b, v.Int(), 10)
 	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:

@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gavel-dev/gavel/policy"
 )
@@ -160,5 +163,24 @@ func TestAuditJSONRedactsWholeAndLarge(t *testing.T) {
 	}
 	if got, err := policy.AuditInput(in, nil); got != nil || err != nil {
 		t.Errorf("input past the limit: %d bytes, %v; want it left out", len(got), err)
+	}
+}
+
+// TestTypedWritersKnowEveryField: the typed writers write the fields their
+// messages have, no fewer and no more, so a field a newer go-control-plane
+// adds to one of them fails here rather than going unrecorded.
+func TestTypedWritersKnowEveryField(t *testing.T) {
+	for _, m := range []proto.Message{&authv3.AttributeContext_HttpRequest{}, &authv3.AttributeContext_Peer{}, &corev3.SocketAddress{}} {
+		d := m.ProtoReflect().Descriptor()
+		var have []string
+		for i := range d.Fields().Len() {
+			have = append(have, d.Fields().Get(i).JSONName())
+		}
+		want := typedFields[d.FullName()]
+		slices.Sort(have)
+		want = slices.Sorted(slices.Values(want))
+		if !slices.Equal(have, want) {
+			t.Errorf("%s has fields %v; the typed writer knows %v", d.FullName(), have, want)
+		}
 	}
 }
