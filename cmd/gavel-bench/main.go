@@ -11,6 +11,7 @@
 //	                 [--duration 10s] [--warmup 0s] [--rate R] [--max-requests N] [--timeout 1s] [--json]
 //	gavel-bench null [--addr 127.0.0.1:9292]
 //	gavel-bench gen  --out mix.jsonl [--n 1000] [--distinct 200] [--seed 1]
+//	gavel-bench auditload --postgres-url URL --requests mix.jsonl [--rate 2000] [--duration 0]
 //	gavel-bench xds  [--xds 127.0.0.1:18000] [--api http://127.0.0.1:8181] [--service greeter]
 //	                 [--clients 1000] [--rounds 5] [--timeout 30s] [--connect-batch 100] [--pid PID] [--json]
 //
@@ -65,6 +66,9 @@ commands:
   activate  time how long an activation takes to reach every replica
   spin  keep a core busy in bursts, as a co-located neighbour does (for
         measuring how much a neighbour moves a server's tail latency)
+  auditload  write the audit trail of a fixed Check rate to PostgreSQL,
+        as a replica does, without serving Checks (for measuring the
+        database's share of the audit trail's cost)
   xds   connect many proxyless gRPC xDS clients to gavel's control plane and
         measure how fast a new endpoint reaches all of them
 
@@ -106,6 +110,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		cmd = cmdActivate
 	case "spin":
 		cmd = cmdSpin
+	case "auditload":
+		cmd = cmdAuditLoad
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
