@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -80,4 +81,35 @@ func replicaID() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// authzEventModes are the values of --authz-events.
+var authzEventModes = []string{"none", "denied", "all"}
+
+// authzEvents returns the sink that publishes ext_authz and HTTP authz
+// decisions on bus as decision events (--authz-events): none, those that
+// were not allowed (denials and errors: what a watcher of the stream looks
+// for, and rare), or all (a busy proxy answers tens of thousands a second,
+// and each is one more message through Redis to every replica). Hook, MCP
+// and validation decisions always go on the stream. It returns nil for
+// none.
+func authzEvents(mode string, bus store.Bus) (policy.Sink, error) {
+	switch mode {
+	case "none":
+		return nil, nil
+	case "all":
+		return events.DecisionSink(bus, replicaID()), nil
+	case "denied":
+		return notAllowed{events.DecisionSink(bus, replicaID())}, nil
+	}
+	return nil, fmt.Errorf("--authz-events %q: want one of %s", mode, strings.Join(authzEventModes, ", "))
+}
+
+// notAllowed passes on the decisions that were not allowed.
+type notAllowed struct{ next policy.Sink }
+
+func (n notAllowed) Record(r policy.Record) {
+	if r.Outcome != "allow" {
+		n.next.Record(r)
+	}
 }

@@ -8,12 +8,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gavel-dev/gavel/api/events"
 	"github.com/gavel-dev/gavel/api/hooks"
@@ -193,5 +197,78 @@ func TestEventStreamViewerTokenFile(t *testing.T) {
 	}
 	if _, err := newEventsAPI(dir, store.NewMemoryBus(0), nil, nil); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("token readable by others: %v, want a refusal saying chmod 600", err)
+	}
+}
+
+// TestEventStreamAuthzDecisions: ext_authz decisions reach the event stream
+// as --authz-events says (denials by default, every one with all, none with
+// none), each with the decision id Envoy got; a bad value stops gavel at
+// start. A hook denial sent last marks the end of what was published.
+func TestEventStreamAuthzDecisions(t *testing.T) {
+	bundle := writeBundle(t, t.TempDir())
+	for _, tc := range []struct {
+		mode string
+		want []string // outcomes of the ext_authz events, in order
+	}{
+		{"", []string{"deny"}},
+		{"all", []string{"allow", "deny"}},
+		{"none", nil},
+	} {
+		name := tc.mode
+		if name == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) {
+			args := []string{"--bundle", bundle}
+			if tc.mode != "" {
+				args = append(args, "--authz-events", tc.mode)
+			}
+			g := startGavel(t, args...)
+			stream, _, err := dialEvents(t, g, "?type=decision", g.info.ViewerToken)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, err := grpc.NewClient(g.info.AuthzAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			client := authv3.NewAuthorizationClient(conn)
+			ids := map[string]string{} // outcome -> decision id Envoy got
+			for outcome, key := range map[string]string{"allow": "k-viewer", "deny": ""} {
+				resp, err := client.Check(t.Context(), checkRequest("GET", "/api/v1/orders", key))
+				if err != nil {
+					t.Fatal(err)
+				}
+				id, _ := resp.GetDynamicMetadata().AsMap()["decision_id"].(string)
+				if id == "" {
+					t.Fatalf("%s: no decision_id in the dynamic metadata: %v", outcome, resp)
+				}
+				ids[outcome] = id
+			}
+			marker := postHook(t, g, "rm -rf ~")
+
+			var got []string
+			for {
+				_, r := readDecision(t, stream)
+				if r.ID == marker {
+					break
+				}
+				if r.Source != policy.SourceEnvoy || r.ID != ids[r.Outcome] || r.Input != nil {
+					t.Fatalf("event %+v, want an envoy decision with the id Envoy got (%v) and no input", r, ids)
+				}
+				got = append(got, r.Outcome)
+			}
+			slices.Sort(got) // the two Checks were sent in map order
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("ext_authz decisions on the stream: %v, want %v", got, tc.want)
+			}
+		})
+	}
+
+	_, stderr, code := runGavel(t, "", "serve", "--authz-events", "some", "--data-dir", t.TempDir(),
+		"--http-addr", "127.0.0.1:0", "--authz-addr", "127.0.0.1:0", "--xds-addr", "")
+	if code == 0 || !strings.Contains(stderr, `--authz-events "some": want one of none, denied, all`) {
+		t.Errorf("bad --authz-events: exit %d, %s", code, stderr)
 	}
 }

@@ -63,6 +63,7 @@ type serveConfig struct {
 	shutdownTimeout time.Duration
 	pprof           bool
 	streamWorkers   int
+	authzEvents     string
 	// redis configures the optional Redis tier (redis.go).
 	redis redisConfig
 	// httpOptional: the HTTP port is off unless --http-addr is given (authz).
@@ -104,6 +105,7 @@ func (c *serveConfig) flags(cmd *cobra.Command) {
 	f.StringSliceVar(&c.entryPoints, "entry-point", nil, "rule paths requests may name as their policy, beyond the default and those the bundle marks entrypoint: true (repeatable)")
 	f.BoolVar(&c.reflection, "grpc-reflection", false, "register gRPC reflection on the ext_authz port")
 	f.BoolVar(&c.skipBodyParse, "skip-body-parse", false, "leave parsed_body and truncated_body out of the input")
+	f.StringVar(&c.authzEvents, "authz-events", "denied", "ext_authz and HTTP authz decisions published on the event stream: none, denied (denials and errors) or all")
 	f.IntVar(&c.streamWorkers, "grpc-stream-workers", 0, "goroutines that serve ext_authz calls from a pool (0: GOMAXPROCS, -1: a new goroutine per call)")
 	f.BoolVar(&c.pprof, "pprof", false, "serve Go profiling at /debug/pprof/ on the HTTP port")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may finish after SIGTERM")
@@ -274,8 +276,12 @@ func run(ctx context.Context, cfg *serveConfig) error {
 		if state, err = newState(ctx, cfg.state, st, svc, compile, bus, breakers, cfg.dataDir, reg, log); err != nil {
 			return err
 		}
+		published, err := authzEvents(cfg.authzEvents, bus)
+		if err != nil {
+			return err
+		}
 		authz = extauthz.NewServer(svc, extauthz.Options{
-			Audit:        state.sink(),
+			Audit:        sinks(published, state.sink()),
 			DefaultEntry: cfg.defaultEntry,
 			MaxInFlight:  cfg.maxInFlight,
 			Input:        extauthz.InputOptions{SkipBodyParse: cfg.skipBodyParse},
