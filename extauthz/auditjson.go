@@ -231,23 +231,13 @@ func (e *auditEncoder) mapField(fd protoreflect.FieldDescriptor, m protoreflect.
 	return nil
 }
 
-// stringMap is the Go map behind the map<string, string> fields every
-// CheckRequest has (headers, context extensions, peer labels): read
-// directly, they cost no reflection per entry.
+// stringMap is the Go map behind a map<string, string> field reached
+// through reflection: the context extensions every CheckRequest has (the
+// headers and peer labels are written by the typed writers), read directly
+// at no reflection cost per entry.
 func stringMap(m protoreflect.Message, fd protoreflect.FieldDescriptor) (map[string]string, bool) {
-	switch x := m.Interface().(type) {
-	case *authv3.AttributeContext_HttpRequest:
-		if fd.Name() == "headers" {
-			return x.GetHeaders(), true
-		}
-	case *authv3.AttributeContext:
-		if fd.Name() == "context_extensions" {
-			return x.GetContextExtensions(), true
-		}
-	case *authv3.AttributeContext_Peer:
-		if fd.Name() == "labels" {
-			return x.GetLabels(), true
-		}
+	if x, ok := m.Interface().(*authv3.AttributeContext); ok && fd.Name() == "context_extensions" {
+		return x.GetContextExtensions(), true
 	}
 	return nil, false
 }

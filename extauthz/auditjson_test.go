@@ -14,6 +14,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/gavel-dev/gavel/policy"
 )
@@ -164,6 +165,16 @@ func TestAuditJSONRedactsWholeAndLarge(t *testing.T) {
 	if got, err := policy.AuditInput(in, nil); got != nil || err != nil {
 		t.Errorf("input past the limit: %d bytes, %v; want it left out", len(got), err)
 	}
+}
+
+// typedFields are the fields, by JSON name, the typed writers in
+// auditfast.go write.
+var typedFields = map[protoreflect.FullName][]string{
+	"envoy.service.auth.v3.AttributeContext.HttpRequest": {"id", "method", "headers", "headerMap", "path", "host",
+		"scheme", "query", "fragment", "size", "protocol", "body", "rawBody"},
+	"envoy.service.auth.v3.AttributeContext.Peer": {"address", "service", "labels", "principal", "certificate"},
+	"envoy.config.core.v3.SocketAddress": {"protocol", "address", "portValue", "namedPort", "resolverName",
+		"ipv4Compat", "networkNamespaceFilepath"},
 }
 
 // TestTypedWritersKnowEveryField: the typed writers write the fields their
