@@ -126,10 +126,11 @@ func (l *auditLoad) run(ctx context.Context, rate float64, tick time.Duration) (
 	}
 	t.Stop()
 	stop()
-	if err := <-done; err != nil {
+	err = <-done
+	l.store.Close()
+	if err != nil {
 		return 0, 0, err
 	}
-	l.store.Close()
 	return l.counter("gavel_audit_written_total"), l.counter("gavel_audit_dropped_total"), nil
 }
 
